@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what building crema needs beyond the Rust toolchain: libclang for
+# the rocksdb crate's bindgen, and a C++ compiler for RocksDB itself.
+# Idempotent: does nothing when everything is already there.
+set -euo pipefail
+
+need=()
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q libclang; then
+    need+=(libclang-dev)
+fi
+command -v g++ >/dev/null 2>&1 || need+=(g++)
+command -v make >/dev/null 2>&1 || need+=(make)
+
+if [ ${#need[@]} -eq 0 ]; then
+    exit 0
+fi
+echo "installing: ${need[*]}" >&2
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+    sudo_cmd=(sudo)
+fi
+"${sudo_cmd[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}" >/dev/null

@@ -1,0 +1,443 @@
+//! The barista pool: the queue of paid tickets and the stations that make them.
+//!
+//! The pool owns the queue (first in, first out by queue sequence number) and
+//! the state of every station. It hands the head ticket to each free, unpaused
+//! station. An `auto` station is a simulated barista: it brews for the order's
+//! brew time × `barista.brew_scale` (a timer on this actor), then reports the
+//! ticket done. A `manual` station is driven by a person through `next`/`done`.
+//!
+//! It tells the ticket's order actor about every move (`TicketStarted`,
+//! `TicketRequeued`, `TicketFinished`); the order actor persists the change.
+//! A paused station gives its current ticket back to the queue, which keeps its
+//! place: the queue is ordered by sequence number, so a returned ticket goes
+//! back to the head.
+//!
+//! Bounds: the queue holds at most `barista.max_queue` tickets. The
+//! [`Admission`] counter reserves a place *before* an order is charged, so a
+//! full queue turns `POST /orders` away with 503 before any money moves.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde::Serialize;
+
+use super::order::{OrderActor, TicketFinished, TicketRequeued, TicketStarted};
+use crate::config::StationMode;
+use crate::domain::time::now_ms;
+
+/// Reserved places in the ticket queue. `try_reserve` before charging;
+/// the pool releases the place when the ticket leaves the queue.
+#[derive(Debug)]
+pub struct Admission {
+    used: AtomicUsize,
+    capacity: usize,
+}
+
+impl Admission {
+    pub fn new(capacity: usize) -> Self {
+        Admission { used: AtomicUsize::new(0), capacity }
+    }
+
+    pub fn try_reserve(&self) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < self.capacity).then_some(used + 1))
+            .is_ok()
+    }
+
+    /// Takes a place even beyond capacity: recovery must re-queue every paid ticket.
+    pub fn force_reserve(&self) {
+        self.used.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn release(&self) {
+        let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| used.checked_sub(1));
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
+/// A paid order waiting for (or at) a station.
+#[derive(Clone)]
+pub struct Ticket {
+    pub order_id: String,
+    pub queue_seq: u64,
+    pub items: Vec<TicketItem>,
+    pub brew_ms: u64,
+    pub queued_ms: u64,
+    pub owner: Addr<OrderActor>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketItem {
+    pub menu_id: String,
+    pub name: String,
+    pub qty: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StationState {
+    Idle,
+    Brewing,
+    Paused,
+}
+
+/// A station as shown by `GET /stations`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StationView {
+    pub id: String,
+    pub mode: StationMode,
+    pub state: StationState,
+    pub order: Option<String>,
+    pub made: u64,
+}
+
+/// A ticket as shown by `GET /queue` and `POST /stations/{id}/next`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TicketView {
+    pub order: String,
+    pub items: Vec<TicketItem>,
+    pub queued_ms: u64,
+}
+
+impl From<&Ticket> for TicketView {
+    fn from(ticket: &Ticket) -> Self {
+        TicketView { order: ticket.order_id.clone(), items: ticket.items.clone(), queued_ms: ticket.queued_ms }
+    }
+}
+
+struct Station {
+    id: String,
+    mode: StationMode,
+    paused: bool,
+    current: Option<Ticket>,
+    /// The auto station's brewing timer, cancelled on pause or abort.
+    timer: Option<SpawnHandle>,
+    made: u64,
+}
+
+impl Station {
+    fn view(&self) -> StationView {
+        let state = match (self.paused, &self.current) {
+            (true, _) => StationState::Paused,
+            (false, Some(_)) => StationState::Brewing,
+            (false, None) => StationState::Idle,
+        };
+        StationView {
+            id: self.id.clone(),
+            mode: self.mode,
+            state,
+            order: self.current.as_ref().map(|ticket| ticket.order_id.clone()),
+            made: self.made,
+        }
+    }
+}
+
+pub struct BaristaPool {
+    queue: VecDeque<Ticket>,
+    stations: Vec<Station>,
+    brew_scale: f64,
+    admission: Arc<Admission>,
+}
+
+impl BaristaPool {
+    pub fn new(stations: usize, mode: StationMode, brew_scale: f64, admission: Arc<Admission>) -> Self {
+        let stations = (1..=stations)
+            .map(|n| Station { id: format!("bar-{n}"), mode, paused: false, current: None, timer: None, made: 0 })
+            .collect();
+        BaristaPool { queue: VecDeque::new(), stations, brew_scale, admission }
+    }
+
+    /// Inserts by sequence number; new tickets almost always go at the back.
+    fn insert(&mut self, ticket: Ticket) {
+        let at = self.queue.iter().rposition(|queued| queued.queue_seq < ticket.queue_seq).map_or(0, |i| i + 1);
+        self.queue.insert(at, ticket);
+    }
+
+    fn station_index(&self, id: &str) -> Result<usize, PoolError> {
+        self.stations.iter().position(|station| station.id == id).ok_or(PoolError::UnknownStation)
+    }
+
+    /// Gives the head ticket to every free auto station.
+    fn dispatch(&mut self, ctx: &mut Context<Self>) {
+        for index in 0..self.stations.len() {
+            let station = &self.stations[index];
+            if station.mode != StationMode::Auto || station.paused || station.current.is_some() {
+                continue;
+            }
+            let Some(ticket) = self.queue.pop_front() else { return };
+            self.start(index, ticket, ctx);
+        }
+    }
+
+    fn start(&mut self, index: usize, ticket: Ticket, ctx: &mut Context<Self>) {
+        self.admission.release();
+        let station = &mut self.stations[index];
+        tell(ctx, &ticket.owner, TicketStarted { station: station.id.clone() });
+        if station.mode == StationMode::Auto {
+            let brew = Duration::from_secs_f64(ticket.brew_ms as f64 * self.brew_scale / 1000.0);
+            let order_id = ticket.order_id.clone();
+            station.timer = Some(ctx.run_later(brew, move |pool, ctx| pool.finish(index, &order_id, ctx)));
+        }
+        station.current = Some(ticket);
+    }
+
+    fn finish(&mut self, index: usize, order_id: &str, ctx: &mut Context<Self>) {
+        let station = &mut self.stations[index];
+        if station.current.as_ref().map(|ticket| ticket.order_id.as_str()) != Some(order_id) {
+            return;
+        }
+        station.timer = None;
+        station.made += 1;
+        if let Some(ticket) = station.current.take() {
+            tell(ctx, &ticket.owner, TicketFinished);
+        }
+        self.dispatch(ctx);
+    }
+
+    /// Takes the station's ticket back into the queue (pause).
+    fn give_back(&mut self, index: usize, ctx: &mut Context<Self>) {
+        let station = &mut self.stations[index];
+        if let Some(timer) = station.timer.take() {
+            ctx.cancel_future(timer);
+        }
+        if let Some(ticket) = station.current.take() {
+            self.admission.force_reserve();
+            tell(ctx, &ticket.owner, TicketRequeued);
+            self.insert(ticket);
+        }
+    }
+}
+
+/// Sends `msg` to an order actor, waiting for mailbox space rather than
+/// dropping it (the order actor persists every move, so none may be lost).
+fn tell<M>(ctx: &mut Context<BaristaPool>, owner: &Addr<OrderActor>, msg: M)
+where
+    M: Message<Result = ()> + Send + 'static,
+    OrderActor: Handler<M>,
+{
+    let send = owner.send(msg);
+    ctx.spawn(actix::fut::wrap_future(async move {
+        if let Err(err) = send.await {
+            tracing::warn!(error = %err, "an order actor did not take a ticket update");
+        }
+    }));
+}
+
+impl Actor for BaristaPool {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Every message to the pool is small; this bounds bursts from many order actors.
+        ctx.set_mailbox_capacity(16_384);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    #[error("no such station")]
+    UnknownStation,
+    #[error("the station is busy")]
+    Busy,
+    #[error("the station is idle")]
+    Idle,
+    #[error("the station is paused")]
+    Paused,
+    #[error("this is an automatic station")]
+    NotManual,
+}
+
+/// A paid ticket joins the queue (its admission place is already reserved).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Enqueue(pub Ticket);
+
+impl Handler<Enqueue> for BaristaPool {
+    type Result = ();
+
+    fn handle(&mut self, msg: Enqueue, ctx: &mut Self::Context) {
+        self.insert(msg.0);
+        self.dispatch(ctx);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Withdrawal {
+    /// It was waiting in the queue; it is gone.
+    Withdrawn,
+    /// A station was making it; the station stopped.
+    Aborted,
+    /// The pool does not hold it: the station already finished it.
+    NotHeld,
+}
+
+/// Cancel: take the order's ticket out of the queue or off its station.
+#[derive(Message)]
+#[rtype(result = "Withdrawal")]
+pub struct Withdraw {
+    pub order_id: String,
+}
+
+impl Handler<Withdraw> for BaristaPool {
+    type Result = MessageResult<Withdraw>;
+
+    fn handle(&mut self, msg: Withdraw, ctx: &mut Self::Context) -> Self::Result {
+        if let Some(at) = self.queue.iter().position(|ticket| ticket.order_id == msg.order_id) {
+            self.queue.remove(at);
+            self.admission.release();
+            return MessageResult(Withdrawal::Withdrawn);
+        }
+        for station in &mut self.stations {
+            if station.current.as_ref().is_some_and(|ticket| ticket.order_id == msg.order_id) {
+                station.current = None;
+                if let Some(timer) = station.timer.take() {
+                    ctx.cancel_future(timer);
+                }
+                self.dispatch(ctx);
+                return MessageResult(Withdrawal::Aborted);
+            }
+        }
+        MessageResult(Withdrawal::NotHeld)
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<StationView, PoolError>")]
+pub struct Pause {
+    pub station: String,
+}
+
+impl Handler<Pause> for BaristaPool {
+    type Result = Result<StationView, PoolError>;
+
+    fn handle(&mut self, msg: Pause, ctx: &mut Self::Context) -> Self::Result {
+        let index = self.station_index(&msg.station)?;
+        self.stations[index].paused = true;
+        self.give_back(index, ctx);
+        self.dispatch(ctx);
+        Ok(self.stations[index].view())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<StationView, PoolError>")]
+pub struct Resume {
+    pub station: String,
+}
+
+impl Handler<Resume> for BaristaPool {
+    type Result = Result<StationView, PoolError>;
+
+    fn handle(&mut self, msg: Resume, ctx: &mut Self::Context) -> Self::Result {
+        let index = self.station_index(&msg.station)?;
+        self.stations[index].paused = false;
+        self.dispatch(ctx);
+        Ok(self.stations[index].view())
+    }
+}
+
+/// Manual station: take the head ticket. `Ok(None)` when the queue is empty.
+#[derive(Message)]
+#[rtype(result = "Result<Option<TicketView>, PoolError>")]
+pub struct Next {
+    pub station: String,
+}
+
+impl Handler<Next> for BaristaPool {
+    type Result = Result<Option<TicketView>, PoolError>;
+
+    fn handle(&mut self, msg: Next, ctx: &mut Self::Context) -> Self::Result {
+        let index = self.station_index(&msg.station)?;
+        let station = &self.stations[index];
+        if station.mode != StationMode::Manual {
+            return Err(PoolError::NotManual);
+        }
+        if station.paused {
+            return Err(PoolError::Paused);
+        }
+        if station.current.is_some() {
+            return Err(PoolError::Busy);
+        }
+        let Some(ticket) = self.queue.pop_front() else { return Ok(None) };
+        let view = TicketView::from(&ticket);
+        self.start(index, ticket, ctx);
+        Ok(Some(view))
+    }
+}
+
+/// Manual station: the current ticket is made.
+#[derive(Message)]
+#[rtype(result = "Result<StationView, PoolError>")]
+pub struct Done {
+    pub station: String,
+}
+
+impl Handler<Done> for BaristaPool {
+    type Result = Result<StationView, PoolError>;
+
+    fn handle(&mut self, msg: Done, ctx: &mut Self::Context) -> Self::Result {
+        let index = self.station_index(&msg.station)?;
+        if self.stations[index].mode != StationMode::Manual {
+            return Err(PoolError::NotManual);
+        }
+        let order_id = match &self.stations[index].current {
+            Some(ticket) => ticket.order_id.clone(),
+            None => return Err(PoolError::Idle),
+        };
+        self.finish(index, &order_id, ctx);
+        Ok(self.stations[index].view())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Vec<StationView>")]
+pub struct ListStations;
+
+impl Handler<ListStations> for BaristaPool {
+    type Result = MessageResult<ListStations>;
+
+    fn handle(&mut self, _: ListStations, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.stations.iter().map(Station::view).collect())
+    }
+}
+
+/// The queue in the order it will be made, at most `limit` tickets.
+#[derive(Message)]
+#[rtype(result = "(Vec<TicketView>, usize)")]
+pub struct ListQueue {
+    pub limit: usize,
+}
+
+impl Handler<ListQueue> for BaristaPool {
+    type Result = MessageResult<ListQueue>;
+
+    fn handle(&mut self, msg: ListQueue, _: &mut Self::Context) -> Self::Result {
+        MessageResult((self.queue.iter().take(msg.limit).map(TicketView::from).collect(), self.queue.len()))
+    }
+}
+
+/// Builds a ticket for an order; `queued_ms` defaults to now.
+pub fn ticket_for(order: &crate::domain::Order, owner: Addr<OrderActor>) -> Ticket {
+    Ticket {
+        order_id: order.id.clone(),
+        queue_seq: order.queue_seq.unwrap_or(0),
+        items: order
+            .lines
+            .iter()
+            .map(|line| TicketItem { menu_id: line.menu_id.clone(), name: line.name.clone(), qty: line.qty })
+            .collect(),
+        brew_ms: order.brew_ms(),
+        queued_ms: order
+            .history
+            .iter()
+            .rev()
+            .find(|entry| entry.status == crate::domain::OrderStatus::Queued)
+            .map_or_else(now_ms, |entry| entry.at_ms),
+        owner,
+    }
+}

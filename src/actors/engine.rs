@@ -1,0 +1,183 @@
+//! The engine: what every actor and HTTP handler shares, and the actix system
+//! the actors run on.
+//!
+//! Threads: the actix system thread; one "core" arbiter for the pool, the
+//! payment actor and the projection; `order_arbiters` arbiters (default: one
+//! per core) over which order actors are spread round-robin; the store writer's
+//! own thread. HTTP runs on the caller's tokio runtime and talks to actors
+//! through their addresses only.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tokio::sync::broadcast;
+
+use super::barista::{Admission, BaristaPool};
+use super::directory::Directory;
+use super::order::OrderActor;
+use super::payment::{PaymentActor, PaymentGateway, PaymentStats, SimulatedGateway};
+use super::projection::{OrderChanged, Projection, EVENT_BUFFER};
+use crate::config::{GatewayKind, Settings};
+use crate::domain::{Menu, Order, OrderStatus};
+use crate::persistence::{Store, StoreError, StoreWriter};
+
+/// The actix system on its own thread, with the arbiters the engine uses.
+pub struct ActorSystem {
+    system: System,
+    core: ArbiterHandle,
+    orders: Vec<ArbiterHandle>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ActorSystem {
+    /// Starts the system thread and `order_arbiters` arbiters for order actors.
+    pub fn start(order_arbiters: usize) -> ActorSystem {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("actix-system".into())
+            .spawn(move || {
+                let system = System::new();
+                let arbiters: Vec<Arbiter> = (0..=order_arbiters.max(1)).map(|_| Arbiter::new()).collect();
+                let handles: Vec<ArbiterHandle> = arbiters.iter().map(Arbiter::handle).collect();
+                let _ = tx.send((System::current(), handles));
+                let _ = system.run();
+                for arbiter in arbiters {
+                    arbiter.stop();
+                    let _ = arbiter.join();
+                }
+            })
+            .expect("spawning the actix system thread");
+        let (system, mut handles) = rx.recv().expect("the actix system thread starts");
+        let core = handles.remove(0);
+        ActorSystem { system, core, orders: handles, thread: Some(thread) }
+    }
+
+    pub fn core(&self) -> &ArbiterHandle {
+        &self.core
+    }
+
+    /// Stops every arbiter and waits for the system thread.
+    pub fn stop(mut self) {
+        self.system.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub struct Engine {
+    pub settings: Settings,
+    pub menu: Menu,
+    pub store: Store,
+    pub writer: StoreWriter,
+    pub payment: Addr<PaymentActor>,
+    pub payment_stats: Arc<PaymentStats>,
+    pub pool: Addr<BaristaPool>,
+    pub admission: Arc<Admission>,
+    pub projection: Addr<Projection>,
+    pub events: broadcast::Sender<OrderChanged>,
+    pub directory: Directory,
+    /// The next ticket's place in the queue; recovery starts it past the largest on disk.
+    queue_seq: AtomicU64,
+    order_arbiters: Vec<ArbiterHandle>,
+    next_arbiter: AtomicUsize,
+    /// Recovery has finished: `/readyz` is 200 and commands are accepted.
+    pub ready: AtomicBool,
+}
+
+impl Engine {
+    /// Starts the actors on `system` over an opened store.
+    pub fn start(settings: Settings, store: Store, system: &ActorSystem) -> Arc<Engine> {
+        let writer = StoreWriter::start(
+            store.clone(),
+            settings.store.durability,
+            settings.store.max_batch,
+            settings.store.mailbox,
+        );
+        let gateway: Arc<dyn PaymentGateway> = match settings.payment.gateway {
+            GatewayKind::Simulated => Arc::new(SimulatedGateway::new(settings.payment.simulated.clone())),
+            GatewayKind::Http => {
+                // The HTTP gateway is not built yet; the configuration check refuses it.
+                Arc::new(SimulatedGateway::new(settings.payment.simulated.clone()))
+            }
+        };
+        let payment_stats = Arc::new(PaymentStats::default());
+        let payment = {
+            let stats = payment_stats.clone();
+            let timeout = Duration::from_millis(settings.payment.timeout_ms);
+            let max = settings.payment.breaker.max_concurrent;
+            PaymentActor::start_in_arbiter(system.core(), move |_| PaymentActor::new(gateway, timeout, max, stats))
+        };
+        let admission = Arc::new(Admission::new(settings.barista.max_queue));
+        let pool = {
+            let (stations, mode, scale) = (settings.barista.stations, settings.barista.mode, settings.barista.brew_scale);
+            let admission = admission.clone();
+            BaristaPool::start_in_arbiter(system.core(), move |_| BaristaPool::new(stations, mode, scale, admission))
+        };
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let projection = {
+            let store = store.clone();
+            let receiver = events.subscribe();
+            Projection::start_in_arbiter(system.core(), move |_| Projection::new(store, receiver))
+        };
+        Arc::new(Engine {
+            menu: settings.menu(),
+            settings,
+            store,
+            writer,
+            payment,
+            payment_stats,
+            pool,
+            admission,
+            projection,
+            events,
+            directory: Directory::default(),
+            queue_seq: AtomicU64::new(1),
+            order_arbiters: system.orders.clone(),
+            next_arbiter: AtomicUsize::new(0),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    /// The arbiter for the next order actor (round-robin).
+    pub fn order_arbiter(&self) -> ArbiterHandle {
+        let next = self.next_arbiter.fetch_add(1, Ordering::Relaxed);
+        self.order_arbiters[next % self.order_arbiters.len()].clone()
+    }
+
+    pub fn next_queue_seq(&self) -> u64 {
+        self.queue_seq.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// Makes the next queue seq larger than `seen` (recovery).
+    pub fn queue_seq_after(&self, seen: u64) {
+        self.queue_seq.fetch_max(seen + 1, Ordering::AcqRel);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Tells the read side about a durable change. Never blocks: with no
+    /// reader the event is simply dropped.
+    pub fn publish(&self, order: &Order, previous: Option<OrderStatus>) {
+        let _ = self.events.send(OrderChanged { order: Arc::new(order.clone()), previous });
+    }
+
+    /// The actor of order `id`, reviving it from its snapshot if it was
+    /// passivated; `None` if there is no such order.
+    pub fn activate(self: &Arc<Self>, id: &str) -> Result<Option<Addr<OrderActor>>, StoreError> {
+        let mut shard = self.directory.shard(id);
+        if let Some(addr) = shard.get(id).filter(|addr| addr.connected()) {
+            return Ok(Some(addr.clone()));
+        }
+        let Some(order) = self.store.get_order(id)? else { return Ok(None) };
+        let addr = OrderActor::start_revived(order, self.clone());
+        // The actor also inserts itself when it starts; inserting here, under
+        // the lock, is what keeps a second request from reviving it again.
+        shard.insert(id.to_owned(), addr.clone());
+        Ok(Some(addr))
+    }
+}

@@ -1,0 +1,394 @@
+//! The order actor: one per live order. It owns the order's state machine and
+//! drives its saga:
+//!
+//! 1. `Place`: persist the payment intent → charge through the payment actor →
+//!    persist the paid, queued order with its ticket and index entries (one
+//!    batch, which also deletes the intent) → hand the ticket to the pool →
+//!    answer. A charge that did not happen deletes the intent; a charge whose
+//!    outcome is unknown leaves it for reconciliation.
+//! 2. Ticket moves from the pool (`TicketStarted`, `TicketRequeued`,
+//!    `TicketFinished`) are persisted in the order they arrive.
+//! 3. `Cancel`: withdraw the ticket (or abort its brewing) → persist
+//!    `cancelled` with the refund owed → refund; a failed refund is retried with
+//!    backoff until it succeeds (a restart revives the actor, which retries).
+//! 4. `Pickup`.
+//!
+//! Every change is applied to a copy, committed through the store writer, and
+//! only then becomes the actor's state and is published: what the actor
+//! answers is always what is on disk. Saga steps run as `AtomicResponse`s, so
+//! the actor handles one step at a time and messages wait in its bounded mailbox.
+//!
+//! The actor stops itself (passivates) `orders.passivate_after_ms` after it is
+//! ready or settled; `Engine::activate` revives it from its snapshot on demand.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::barista::{ticket_for, Enqueue, Withdraw, Withdrawal};
+use super::engine::Engine;
+use super::payment::{Charge, PaymentError, Refund};
+use crate::domain::time::now_ms;
+use crate::domain::{Draft, Order, OrderEvent, OrderStatus, PaymentStatus, TransitionError};
+use crate::persistence::{Batch, IdempotencyRecord, IdempotentOutcome, PaymentIntent, StoreError};
+
+/// Why an order command failed, grouped by what the caller must do.
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("no such order")]
+    NotFound,
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error("the payment was declined")]
+    Declined,
+    #[error("payment is unavailable: {reason}")]
+    PaymentUnavailable { reason: String, retry_after_s: u64 },
+    #[error("storage failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+type Step<T> = Pin<Box<dyn ActorFuture<OrderActor, Output = T>>>;
+use std::pin::Pin;
+
+pub struct OrderActor {
+    id: String,
+    engine: Arc<Engine>,
+    /// `None` only while the first `Place` is in progress.
+    order: Option<Order>,
+    refund_backoff_ms: u64,
+    passivation: Option<SpawnHandle>,
+}
+
+impl OrderActor {
+    /// Starts the actor of a new order on one of the order arbiters.
+    pub fn start_placing(id: String, engine: Arc<Engine>) -> Addr<OrderActor> {
+        let arbiter = engine.order_arbiter();
+        OrderActor::start_in_arbiter(&arbiter, move |_| OrderActor::new(id, engine, None))
+    }
+
+    /// Starts the actor of an order read back from its snapshot.
+    pub fn start_revived(order: Order, engine: Arc<Engine>) -> Addr<OrderActor> {
+        let arbiter = engine.order_arbiter();
+        OrderActor::start_in_arbiter(&arbiter, move |_| OrderActor::new(order.id.clone(), engine, Some(order)))
+    }
+
+    fn new(id: String, engine: Arc<Engine>, order: Option<Order>) -> Self {
+        let refund_backoff_ms = engine.settings.orders.refund_retry_ms.max(1);
+        OrderActor { id, engine, order, refund_backoff_ms, passivation: None }
+    }
+
+    /// Applies `event` to a copy, commits it with whatever `extra` adds to the
+    /// batch, and only then adopts and publishes it.
+    fn persist(&mut self, event: OrderEvent, extra: impl FnOnce(&Order, &mut Batch)) -> Step<Result<Order, OrderError>> {
+        let Some(current) = self.order.as_ref() else {
+            return Box::pin(fut::ready(Err(OrderError::NotFound)));
+        };
+        let previous = current.status;
+        let mut next = current.clone();
+        if let Err(err) = next.apply(event, now_ms()) {
+            return Box::pin(fut::ready(Err(err.into())));
+        }
+        let mut batch = Batch::new();
+        batch.put_order(&next);
+        extra(&next, &mut batch);
+        let writer = self.engine.writer.clone();
+        Box::pin(async move { writer.commit(batch).await.map(|()| next) }.into_actor(self).map(
+            move |committed, act, _| {
+                let next = committed?;
+                act.engine.publish(&next, Some(previous));
+                act.order = Some(next.clone());
+                Ok(next)
+            },
+        ))
+    }
+
+    /// Persists a move reported by the pool; a move that no longer applies
+    /// (the order was cancelled meanwhile) is dropped.
+    fn follow_ticket(&mut self, event: OrderEvent, ctx: &mut Context<Self>) {
+        let name = event.name();
+        let step = self.persist(event, |order, batch| match (order.status, order.queue_seq) {
+            (OrderStatus::Brewing, Some(seq)) => {
+                batch.delete_ticket(seq);
+            }
+            (OrderStatus::Queued, Some(seq)) => {
+                batch.put_ticket(seq, &order.id);
+            }
+            _ => {}
+        });
+        ctx.wait(step.map(move |result, act, ctx| match result {
+            Ok(order) if order.status == OrderStatus::Ready => act.passivate_later(ctx),
+            Ok(_) => {}
+            Err(OrderError::Transition(err)) => tracing::debug!(order = %act.id, event = name, %err, "ticket move ignored"),
+            Err(err) => tracing::error!(order = %act.id, event = name, %err, "persisting a ticket move failed"),
+        }));
+    }
+
+    /// Asks the gateway for the refund; on success persists `refunded`, on
+    /// failure schedules another try. Resolves to the order as it then is.
+    fn refund(&mut self) -> Step<Option<Order>> {
+        let Some(order) = &self.order else { return Box::pin(fut::ready(None)) };
+        if order.payment.status != PaymentStatus::RefundPending {
+            return Box::pin(fut::ready(Some(order.clone())));
+        }
+        let call = self.engine.payment.send(Refund { payment_id: order.payment.payment_id.clone() });
+        Box::pin(call.into_actor(self).then(|answer, act, ctx| -> Step<Option<Order>> {
+            if matches!(answer, Ok(Ok(()))) {
+                act.refund_backoff_ms = act.engine.settings.orders.refund_retry_ms.max(1);
+                return Box::pin(act.persist(OrderEvent::Refunded, |_, _| {}).map(|result, act, ctx| {
+                    if let Err(err) = &result {
+                        tracing::error!(order = %act.id, %err, "persisting the refund failed");
+                    }
+                    act.passivate_later(ctx);
+                    act.order.clone()
+                }));
+            }
+            let wait = Duration::from_millis(act.refund_backoff_ms);
+            tracing::warn!(order = %act.id, ?answer, retry_in_ms = act.refund_backoff_ms, "refund failed; will retry");
+            act.refund_backoff_ms = (act.refund_backoff_ms * 2).min(60_000);
+            ctx.run_later(wait, |act, ctx| {
+                let retry = act.refund();
+                ctx.wait(retry.map(|_, _, _| ()));
+            });
+            Box::pin(fut::ready(act.order.clone()))
+        }))
+    }
+
+    /// Stops the actor after a while; its snapshot answers from then on.
+    fn passivate_later(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.passivation.take() {
+            ctx.cancel_future(handle);
+        }
+        let after = Duration::from_millis(self.engine.settings.orders.passivate_after_ms);
+        self.passivation = Some(ctx.run_later(after, |act, ctx| {
+            let idle = act.order.as_ref().is_some_and(|order| order.is_settled() || order.status == OrderStatus::Ready);
+            if idle {
+                ctx.stop();
+            }
+        }));
+    }
+}
+
+impl Actor for OrderActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.engine.settings.orders.mailbox);
+        self.engine.directory.insert(self.id.clone(), ctx.address());
+        let Some(order) = &self.order else { return };
+        if order.payment.status == PaymentStatus::RefundPending {
+            let retry = self.refund();
+            ctx.wait(retry.map(|_, _, _| ()));
+        } else if order.is_settled() || order.status == OrderStatus::Ready {
+            self.passivate_later(ctx);
+        }
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.engine.directory.remove(&self.id, &ctx.address());
+    }
+}
+
+/// Place the order: charge it and establish it. Sent once, right after start.
+#[derive(Message)]
+#[rtype(result = "Result<Order, OrderError>")]
+pub struct Place {
+    pub draft: Draft,
+    /// The payment idempotency key, used for every call about this charge.
+    pub payment_key: String,
+    /// The client's `Idempotency-Key` and body hash, recorded with the outcome.
+    pub idempotency: Option<(String, [u8; 32])>,
+}
+
+impl Handler<Place> for OrderActor {
+    type Result = AtomicResponse<Self, Result<Order, OrderError>>;
+
+    fn handle(&mut self, msg: Place, ctx: &mut Self::Context) -> Self::Result {
+        let engine = self.engine.clone();
+        let id = self.id.clone();
+        let me = ctx.address();
+        let saga = async move {
+            let Place { draft, payment_key, idempotency } = msg;
+            let intent = PaymentIntent {
+                key: payment_key.clone(),
+                order_id: id.clone(),
+                amount: draft.total,
+                created_ms: now_ms(),
+            };
+            engine.writer.commit(std::mem::take(Batch::new().put_intent(&intent))).await?;
+            let charge = Charge { key: payment_key.clone(), order_id: id.clone(), amount: draft.total };
+            let charged = engine.payment.send(charge).await.unwrap_or_else(|err| {
+                Err(PaymentError::Unavailable { reason: err.to_string(), retry_after_s: 1 })
+            });
+            let record = |outcome| IdempotencyRecord {
+                body_sha256: idempotency.as_ref().map_or([0; 32], |(_, hash)| *hash),
+                outcome,
+                created_ms: now_ms(),
+            };
+            match charged {
+                Ok(payment_id) => {
+                    let mut order = Order::paid(id.clone(), draft, payment_key.clone(), payment_id, now_ms());
+                    let queue_seq = engine.next_queue_seq();
+                    order.apply(OrderEvent::Queued { queue_seq }, now_ms())?;
+                    let mut batch = Batch::new();
+                    batch.put_order(&order).put_customer_index(&order).put_ticket(queue_seq, &id).delete_intent(&payment_key);
+                    if let Some((key, _)) = &idempotency {
+                        batch.put_idempotency(key, &record(IdempotentOutcome::Created(order.clone())));
+                    }
+                    // If this commit fails the intent stays, and reconciliation refunds the charge.
+                    engine.writer.commit(batch).await?;
+                    if engine.pool.send(Enqueue(ticket_for(&order, me))).await.is_err() {
+                        tracing::error!(order = %id, "the barista pool is gone; the ticket waits on disk for a restart");
+                    }
+                    Ok(order)
+                }
+                Err(PaymentError::Declined) => {
+                    let mut batch = Batch::new();
+                    batch.delete_intent(&payment_key);
+                    if let Some((key, _)) = &idempotency {
+                        batch.put_idempotency(key, &record(IdempotentOutcome::Declined));
+                    }
+                    engine.writer.commit(batch).await?;
+                    Err(OrderError::Declined)
+                }
+                Err(PaymentError::Unavailable { reason, retry_after_s }) => {
+                    // Nothing was charged: the intent has nothing left to reconcile.
+                    engine.writer.commit(std::mem::take(Batch::new().delete_intent(&payment_key))).await?;
+                    Err(OrderError::PaymentUnavailable { reason, retry_after_s })
+                }
+                Err(PaymentError::Unknown(reason)) => {
+                    // The intent stays: recovery looks the key up and refunds a charge it finds.
+                    Err(OrderError::PaymentUnavailable { reason, retry_after_s: 1 })
+                }
+            }
+        };
+        AtomicResponse::new(Box::pin(saga.into_actor(self).map(|placed, act, ctx| {
+            match &placed {
+                Ok(order) => {
+                    act.engine.publish(order, None);
+                    act.order = Some(order.clone());
+                }
+                Err(_) => ctx.stop(),
+            }
+            placed
+        })))
+    }
+}
+
+/// The order as the actor holds it (`None` while it is still being placed).
+#[derive(Message)]
+#[rtype(result = "Option<Order>")]
+pub struct GetOrder;
+
+impl Handler<GetOrder> for OrderActor {
+    type Result = MessageResult<GetOrder>;
+
+    fn handle(&mut self, _: GetOrder, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.order.clone())
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Order, OrderError>")]
+pub struct Cancel;
+
+impl Handler<Cancel> for OrderActor {
+    type Result = AtomicResponse<Self, Result<Order, OrderError>>;
+
+    fn handle(&mut self, _: Cancel, _: &mut Self::Context) -> Self::Result {
+        let order = match &self.order {
+            None => return AtomicResponse::new(Box::pin(fut::ready(Err(OrderError::NotFound)))),
+            Some(order) if order.status == OrderStatus::Cancelled => {
+                return AtomicResponse::new(Box::pin(fut::ready(Ok(order.clone()))))
+            }
+            Some(order) => order,
+        };
+        if let Err(err) = order.check(&OrderEvent::Cancelled) {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(err.into()))));
+        }
+        let status = order.status;
+        let withdraw = self.engine.pool.send(Withdraw { order_id: self.id.clone() });
+        AtomicResponse::new(Box::pin(withdraw.into_actor(self).then(move |answer, act, _| -> Step<Result<Order, OrderError>> {
+            match answer {
+                Err(_) => Box::pin(fut::ready(Err(OrderError::ShuttingDown))),
+                // The station finished it a moment ago; its `TicketFinished` is on the way.
+                Ok(Withdrawal::NotHeld) if status != OrderStatus::Paid => {
+                    Box::pin(fut::ready(Err(TransitionError::TooLateToCancel("ready").into())))
+                }
+                Ok(_) => {
+                    let cancelled = act.persist(OrderEvent::Cancelled, |order, batch| {
+                        if let Some(seq) = order.queue_seq {
+                            batch.delete_ticket(seq);
+                        }
+                    });
+                    Box::pin(cancelled.then(|result, act, _| -> Step<Result<Order, OrderError>> {
+                        match result {
+                            Ok(cancelled) => Box::pin(act.refund().map(move |now, _, _| Ok(now.unwrap_or(cancelled)))),
+                            Err(err) => Box::pin(fut::ready(Err(err))),
+                        }
+                    }))
+                }
+            }
+        })))
+    }
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<Order, OrderError>")]
+pub struct Pickup;
+
+impl Handler<Pickup> for OrderActor {
+    type Result = AtomicResponse<Self, Result<Order, OrderError>>;
+
+    fn handle(&mut self, _: Pickup, _: &mut Self::Context) -> Self::Result {
+        AtomicResponse::new(Box::pin(self.persist(OrderEvent::PickedUp, |_, _| {}).map(|result, act, ctx| {
+            if result.is_ok() {
+                act.passivate_later(ctx);
+            }
+            result
+        })))
+    }
+}
+
+/// A station took the ticket.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TicketStarted {
+    pub station: String,
+}
+
+impl Handler<TicketStarted> for OrderActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: TicketStarted, ctx: &mut Self::Context) {
+        self.follow_ticket(OrderEvent::Started { station: msg.station }, ctx);
+    }
+}
+
+/// The station gave the ticket back; it is at the head of the queue again.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TicketRequeued;
+
+impl Handler<TicketRequeued> for OrderActor {
+    type Result = ();
+
+    fn handle(&mut self, _: TicketRequeued, ctx: &mut Self::Context) {
+        self.follow_ticket(OrderEvent::Requeued, ctx);
+    }
+}
+
+/// The station finished the order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TicketFinished;
+
+impl Handler<TicketFinished> for OrderActor {
+    type Result = ();
+
+    fn handle(&mut self, _: TicketFinished, ctx: &mut Self::Context) {
+        self.follow_ticket(OrderEvent::Finished, ctx);
+    }
+}

@@ -1,0 +1,141 @@
+//! The projection: the read side that dashboards and `/stats` ask.
+//!
+//! It follows the order events broadcast by the order actors (it never sits on
+//! the write path: a slow projection only lags, it cannot slow an order) and
+//! keeps counts by status and the rate of new orders. Lists of orders are read
+//! from the `customers` index in RocksDB, which survives restarts.
+//!
+//! If it falls so far behind that the broadcast drops events, it rebuilds its
+//! counts from the store.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use actix::prelude::*;
+use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
+
+use crate::domain::time::now_ms;
+use crate::domain::{Order, OrderStatus};
+use crate::persistence::Store;
+
+/// Capacity of the order-event broadcast; a reader further behind is told it lagged.
+pub const EVENT_BUFFER: usize = 16_384;
+
+/// One order's change of state, published after it is durable.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct OrderChanged {
+    pub order: Arc<Order>,
+    /// The status before, `None` for a newly established order.
+    pub previous: Option<OrderStatus>,
+}
+
+/// Width of the throughput window, in seconds.
+const RATE_WINDOW_S: u64 = 10;
+
+pub struct Projection {
+    counts: HashMap<OrderStatus, u64>,
+    /// (second, orders established in it), newest last.
+    placed: VecDeque<(u64, u64)>,
+    store: Store,
+    events: Option<tokio::sync::broadcast::Receiver<OrderChanged>>,
+}
+
+impl Projection {
+    pub fn new(store: Store, events: tokio::sync::broadcast::Receiver<OrderChanged>) -> Self {
+        Projection { counts: HashMap::new(), placed: VecDeque::new(), store, events: Some(events) }
+    }
+
+    fn record(&mut self, change: &OrderChanged) {
+        if let Some(previous) = change.previous {
+            if let Some(count) = self.counts.get_mut(&previous) {
+                *count = count.saturating_sub(1);
+            }
+        } else {
+            let second = now_ms() / 1000;
+            match self.placed.back_mut() {
+                Some((at, count)) if *at == second => *count += 1,
+                _ => self.placed.push_back((second, 1)),
+            }
+            while self.placed.front().is_some_and(|(at, _)| *at + RATE_WINDOW_S < second) {
+                self.placed.pop_front();
+            }
+        }
+        *self.counts.entry(change.order.status).or_default() += 1;
+    }
+
+    fn orders_per_s(&self) -> f64 {
+        let now = now_ms() / 1000;
+        // Whole seconds only: the current one is still filling.
+        let done: u64 = self
+            .placed
+            .iter()
+            .filter(|(at, _)| *at < now && *at + RATE_WINDOW_S >= now)
+            .map(|(_, count)| count)
+            .sum();
+        done as f64 / RATE_WINDOW_S as f64
+    }
+}
+
+impl Actor for Projection {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(events) = self.events.take() {
+            ctx.add_stream(BroadcastStream::new(events));
+        }
+    }
+}
+
+impl StreamHandler<Result<OrderChanged, BroadcastStreamRecvError>> for Projection {
+    fn handle(&mut self, item: Result<OrderChanged, BroadcastStreamRecvError>, _: &mut Self::Context) {
+        match item {
+            Ok(change) => self.record(&change),
+            Err(BroadcastStreamRecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "projection fell behind; recounting from the store");
+                let mut counts = HashMap::new();
+                match self.store.for_each_order(|order| *counts.entry(order.status).or_default() += 1) {
+                    Ok(_) => self.counts = counts,
+                    Err(err) => tracing::error!(error = %err, "recounting orders failed"),
+                }
+            }
+        }
+    }
+}
+
+/// Sets the counts found by recovery.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Seed(pub HashMap<OrderStatus, u64>);
+
+impl Handler<Seed> for Projection {
+    type Result = ();
+
+    fn handle(&mut self, msg: Seed, _: &mut Self::Context) {
+        for (status, count) in msg.0 {
+            *self.counts.entry(status).or_default() += count;
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProjectionStats {
+    pub counts: Vec<(OrderStatus, u64)>,
+    pub orders_per_s: f64,
+}
+
+#[derive(Message)]
+#[rtype(result = "ProjectionStats")]
+pub struct GetStats;
+
+impl Handler<GetStats> for Projection {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
+        let counts = OrderStatus::ALL
+            .iter()
+            .map(|status| (*status, self.counts.get(status).copied().unwrap_or(0)))
+            .collect();
+        MessageResult(ProjectionStats { counts, orders_per_s: self.orders_per_s() })
+    }
+}

@@ -1,0 +1,146 @@
+//! The application: one engine, its HTTP server, recovery and the periodic
+//! reconciler, started and stopped as a unit. Tests start it on port 0 with a
+//! temporary data directory; `crema serve` starts it on the configured address.
+//!
+//! Shutdown order (see `docs/runtime.md`): not ready → stop accepting and drain
+//! requests in flight → stop the reconciler → the store writer commits what it
+//! was given and flushes → the actor system stops.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::actors::engine::{ActorSystem, Engine};
+use crate::config::{GatewayKind, Settings};
+use crate::http::{self, ServerLimits};
+use crate::persistence::recovery::{self, RecoveryError, RecoveryReport};
+use crate::persistence::{Store, StoreError};
+
+/// How often intents and orphan refunds are reconciled while running.
+const RECONCILE_EVERY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot bind {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("cannot create the data directory {0}: {1}")]
+    DataDir(String, std::io::Error),
+    #[error("cannot open the store in {0}: {1}")]
+    Store(String, StoreError),
+    #[error("recovery failed: {0}")]
+    Recovery(#[from] RecoveryError),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+pub struct App {
+    addr: SocketAddr,
+    engine: Arc<Engine>,
+    system: Option<ActorSystem>,
+    stop_server: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    reconciler: JoinHandle<()>,
+    pub recovery: RecoveryReport,
+}
+
+impl App {
+    /// Opens the store, starts the actors and the server, and runs recovery;
+    /// returns once the engine is ready. The server answers (`/readyz` 503)
+    /// while recovery runs.
+    pub async fn start(settings: Settings) -> Result<App, AppError> {
+        let listener =
+            TcpListener::bind(settings.server.bind).await.map_err(|err| AppError::Bind(settings.server.bind, err))?;
+        App::start_on(settings, listener).await
+    }
+
+    pub async fn start_on(settings: Settings, listener: TcpListener) -> Result<App, AppError> {
+        if settings.payment.gateway == GatewayKind::Http {
+            return Err(AppError::Unsupported(
+                "payment.gateway = \"http\" is not available in this build yet; use \"simulated\"".into(),
+            ));
+        }
+        let addr = listener.local_addr().map_err(|err| AppError::Bind(settings.server.bind, err))?;
+        let data_dir = settings.store.data_dir.clone();
+        std::fs::create_dir_all(&data_dir).map_err(|err| AppError::DataDir(data_dir.display().to_string(), err))?;
+        let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+        .await
+        .map_err(|err| AppError::Unsupported(err.to_string()))?
+        .map_err(|err| AppError::Store(settings.store.data_dir.display().to_string(), err))?;
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let system = ActorSystem::start(cores);
+        let engine = Engine::start(settings, store, &system);
+
+        let (stop_server, stopped) = oneshot::channel::<()>();
+        let limits = ServerLimits::from(&engine.settings.server);
+        let routes = http::routes::routes(engine.clone());
+        let server = tokio::spawn(http::serve(listener, routes, limits, async {
+            let _ = stopped.await;
+        }));
+        tracing::info!(%addr, "listening; recovering orders");
+
+        let recovery = match recovery::recover(&engine).await {
+            Ok(report) => report,
+            Err(err) => {
+                let _ = stop_server.send(());
+                let _ = server.await;
+                engine.writer.close().await;
+                system.stop();
+                return Err(err.into());
+            }
+        };
+        tracing::info!(?recovery, "recovery finished; ready");
+        let reconciler = {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(RECONCILE_EVERY);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match recovery::reconcile(&engine).await {
+                        Ok(report) => tracing::debug!(?report, "reconciled"),
+                        Err(err) => tracing::error!(error = %err, "reconciliation failed"),
+                    }
+                }
+            })
+        };
+        Ok(App {
+            addr,
+            engine,
+            system: Some(system),
+            stop_server: Some(stop_server),
+            server: Some(server),
+            reconciler,
+            recovery,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// Stops in the documented order; see the module docs.
+    pub async fn shutdown(mut self) {
+        self.engine.ready.store(false, Ordering::Release);
+        if let Some(stop) = self.stop_server.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        self.reconciler.abort();
+        self.engine.writer.close().await;
+        if let Some(system) = self.system.take() {
+            let _ = tokio::task::spawn_blocking(move || system.stop()).await;
+        }
+        tracing::info!("stopped");
+    }
+}

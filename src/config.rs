@@ -1,0 +1,391 @@
+//! Configuration: built-in defaults, then a TOML file, then `CREMA_*`
+//! environment variables, then command-line flags — each layer overriding the
+//! one before. Key names are part of the HTTP contract (API.md, "Command line
+//! and configuration"); the `config` crate does the layering so that nothing
+//! here parses environment variables by hand.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::domain::{Menu, MenuItem};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub store: StoreSettings,
+    pub payment: PaymentSettings,
+    pub barista: BaristaSettings,
+    pub orders: OrderSettings,
+    pub menu: MenuSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    pub bind: SocketAddr,
+    /// Largest request body accepted; larger ones get 413.
+    pub body_limit_bytes: usize,
+    /// A client must send its whole request head within this time.
+    pub header_read_timeout_ms: u64,
+    /// A request that has no response head by then gets 503.
+    pub request_timeout_ms: u64,
+    /// Open connections beyond this are answered 503 and closed at once.
+    pub max_connections: usize,
+    /// How long shutdown waits for requests in flight before closing them.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// The WAL is synced before any acknowledgement: survives a power cut.
+    Sync,
+    /// The WAL is written but not synced: survives a process crash only.
+    Async,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSettings {
+    pub data_dir: PathBuf,
+    pub durability: Durability,
+    /// Most write requests the store writer folds into one batch (one WAL sync).
+    pub max_batch: usize,
+    /// Capacity of the store writer's mailbox.
+    pub mailbox: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayKind {
+    Simulated,
+    Http,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PaymentSettings {
+    pub gateway: GatewayKind,
+    pub url: String,
+    pub timeout_ms: u64,
+    pub simulated: SimulatedSettings,
+    pub breaker: BreakerSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatedSettings {
+    pub latency_ms: u64,
+    pub decline_rate: f64,
+    pub fail_rate: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerSettings {
+    pub window: usize,
+    pub min_calls: usize,
+    pub failure_rate: f64,
+    pub slow_call_ms: u64,
+    pub slow_call_rate: f64,
+    pub open_ms: u64,
+    pub half_open_probes: usize,
+    /// The bulkhead: gateway calls in flight at once; excess is refused at once.
+    pub max_concurrent: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StationMode {
+    Auto,
+    Manual,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BaristaSettings {
+    pub stations: usize,
+    pub mode: StationMode,
+    /// Brew time = item brew_ms × qty × brew_scale; 0 makes it instant.
+    pub brew_scale: f64,
+    /// Most tickets waiting in the queue; beyond it `POST /orders` answers 503
+    /// `overloaded` before anything is charged.
+    pub max_queue: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrderSettings {
+    /// An order actor stops this long after it has nothing left to do; its
+    /// status is then answered from its snapshot.
+    pub passivate_after_ms: u64,
+    /// Most order actors alive at once; beyond it new orders get 503 `overloaded`.
+    pub max_live: usize,
+    /// Capacity of each order actor's mailbox.
+    pub mailbox: usize,
+    /// First wait before a failed refund is retried; doubles up to a minute.
+    pub refund_retry_ms: u64,
+    /// How long a completed `Idempotency-Key` is remembered.
+    pub idempotency_ttl_s: u64,
+    /// How long an HTTP handler waits for an order actor's answer.
+    pub ask_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MenuSettings {
+    pub currency: String,
+    pub items: Vec<MenuItem>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            server: ServerSettings::default(),
+            store: StoreSettings::default(),
+            payment: PaymentSettings::default(),
+            barista: BaristaSettings::default(),
+            orders: OrderSettings::default(),
+            menu: MenuSettings::default(),
+        }
+    }
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            body_limit_bytes: 64 * 1024,
+            header_read_timeout_ms: 5_000,
+            request_timeout_ms: 10_000,
+            max_connections: 4_096,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings {
+            data_dir: PathBuf::from("./data"),
+            durability: Durability::Sync,
+            max_batch: 1_024,
+            mailbox: 8_192,
+        }
+    }
+}
+
+impl Default for PaymentSettings {
+    fn default() -> Self {
+        PaymentSettings {
+            gateway: GatewayKind::Simulated,
+            url: "http://127.0.0.1:9090".into(),
+            timeout_ms: 1_000,
+            simulated: SimulatedSettings::default(),
+            breaker: BreakerSettings::default(),
+        }
+    }
+}
+
+impl Default for SimulatedSettings {
+    fn default() -> Self {
+        SimulatedSettings { latency_ms: 0, decline_rate: 0.0, fail_rate: 0.0 }
+    }
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        BreakerSettings {
+            window: 20,
+            min_calls: 10,
+            failure_rate: 0.5,
+            slow_call_ms: 1_000,
+            slow_call_rate: 0.5,
+            open_ms: 5_000,
+            half_open_probes: 3,
+            max_concurrent: 64,
+        }
+    }
+}
+
+impl Default for BaristaSettings {
+    fn default() -> Self {
+        BaristaSettings { stations: 3, mode: StationMode::Auto, brew_scale: 1.0, max_queue: 10_000 }
+    }
+}
+
+impl Default for OrderSettings {
+    fn default() -> Self {
+        OrderSettings {
+            passivate_after_ms: 30_000,
+            max_live: 50_000,
+            mailbox: 64,
+            refund_retry_ms: 500,
+            idempotency_ttl_s: 24 * 3600,
+            ask_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for MenuSettings {
+    fn default() -> Self {
+        MenuSettings { currency: "KRW".into(), items: Vec::new() }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub bind: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads defaults ← `file` ← `CREMA_*` environment ← `overrides`.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            builder = builder.add_source(
+                config::File::from(file).format(config::FileFormat::Toml).required(true),
+            );
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("CREMA")
+                .prefix_separator("_")
+                .separator("__")
+                .try_parsing(true),
+        );
+        if let Some(bind) = overrides.bind {
+            builder = builder.set_override("server.bind", bind.to_string())?;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            builder = builder.set_override("store.data_dir", dir.to_string_lossy().into_owned())?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The menu to serve: the configured one, or the built-in default.
+    pub fn menu(&self) -> Menu {
+        if self.menu.items.is_empty() {
+            Menu::builtin()
+        } else {
+            Menu { currency: self.menu.currency.clone(), items: self.menu.items.clone() }
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |what: &str| Err(ConfigError::Invalid(what.to_owned()));
+        if self.barista.stations == 0 || self.barista.stations > 256 {
+            return invalid("barista.stations must be 1-256");
+        }
+        if !(self.barista.brew_scale >= 0.0 && self.barista.brew_scale.is_finite()) {
+            return invalid("barista.brew_scale must be a finite number >= 0");
+        }
+        if self.barista.max_queue == 0 {
+            return invalid("barista.max_queue must be at least 1");
+        }
+        for (name, rate) in [
+            ("payment.simulated.decline_rate", self.payment.simulated.decline_rate),
+            ("payment.simulated.fail_rate", self.payment.simulated.fail_rate),
+            ("payment.breaker.failure_rate", self.payment.breaker.failure_rate),
+            ("payment.breaker.slow_call_rate", self.payment.breaker.slow_call_rate),
+        ] {
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(ConfigError::Invalid(format!("{name} must be between 0 and 1")));
+            }
+        }
+        if self.payment.breaker.max_concurrent == 0 {
+            return invalid("payment.breaker.max_concurrent must be at least 1");
+        }
+        if self.store.max_batch == 0 || self.store.mailbox == 0 {
+            return invalid("store.max_batch and store.mailbox must be at least 1");
+        }
+        if self.server.max_connections == 0 || self.server.body_limit_bytes == 0 {
+            return invalid("server.max_connections and server.body_limit_bytes must be at least 1");
+        }
+        if self.orders.max_live == 0 || self.orders.mailbox < 8 {
+            return invalid("orders.max_live must be at least 1 and orders.mailbox at least 8");
+        }
+        self.menu().validate().map_err(ConfigError::Invalid)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.request_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let settings = Settings::default();
+        assert_eq!(settings.server.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.store.data_dir, PathBuf::from("./data"));
+        assert_eq!(settings.store.durability, Durability::Sync);
+        assert_eq!(settings.barista.stations, 3);
+        assert_eq!(settings.barista.mode, StationMode::Auto);
+        assert_eq!(settings.menu(), Menu::builtin());
+    }
+
+    #[test]
+    fn file_then_flags_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crema.toml");
+        std::fs::write(
+            &path,
+            r#"
+[store]
+durability = "async"
+[barista]
+stations = 5
+brew_scale = 0.5
+[menu]
+currency = "EUR"
+[[menu.items]]
+id = "tea"
+name = "Tea"
+price = 300
+brew_ms = 100
+"#,
+        )
+        .unwrap();
+        let overrides = Overrides {
+            bind: Some("127.0.0.1:0".parse().unwrap()),
+            data_dir: Some(dir.path().join("data")),
+        };
+        let settings = Settings::load(Some(&path), &overrides).unwrap();
+        assert_eq!(settings.store.durability, Durability::Async);
+        assert_eq!(settings.barista.stations, 5);
+        assert_eq!(settings.barista.brew_scale, 0.5);
+        assert_eq!(settings.server.bind.port(), 0);
+        assert_eq!(settings.store.data_dir, dir.path().join("data"));
+        assert_eq!(settings.menu().currency, "EUR");
+        assert_eq!(settings.menu().items.len(), 1);
+    }
+
+    #[test]
+    fn typos_and_bad_values_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crema.toml");
+        std::fs::write(&path, "[barista]\nstaions = 5\n").unwrap();
+        assert!(Settings::load(Some(&path), &Overrides::default()).is_err());
+        std::fs::write(&path, "[barista]\nstations = 0\n").unwrap();
+        assert!(Settings::load(Some(&path), &Overrides::default()).is_err());
+    }
+}

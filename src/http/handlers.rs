@@ -1,0 +1,327 @@
+//! Request handlers: parse and check the request, ask the actor that owns the
+//! answer, render it. They stay thin: rules live in `crate::domain`, state in
+//! the actors. Every ask has a timeout, so a stuck actor cannot hold a
+//! connection forever.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use warp::http::{header, HeaderMap, HeaderValue, StatusCode};
+use warp::reply::Response;
+
+use super::error::ApiError;
+use super::idempotency::{self, Begin, InFlightKeys};
+use super::views::{OrderView, TicketJson};
+use crate::actors::barista::{self, ListQueue, ListStations, StationState};
+use crate::actors::engine::Engine;
+use crate::actors::order::{Cancel, GetOrder, OrderActor, Pickup, Place};
+use crate::actors::projection::GetStats;
+use crate::domain::{Order, OrderRequest, OrderStatus};
+use crate::persistence::IdempotentOutcome;
+
+pub type Reply = Result<Response, ApiError>;
+
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(body.into());
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn order_response(status: StatusCode, order: &Order) -> Response {
+    json(status, &OrderView::from(order))
+}
+
+fn created(order: &Order) -> Response {
+    let mut response = order_response(StatusCode::CREATED, order);
+    if let Ok(location) = HeaderValue::from_str(&format!("/orders/{}", order.id)) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+fn ask_timeout(engine: &Engine) -> Duration {
+    Duration::from_millis(engine.settings.orders.ask_timeout_ms)
+}
+
+/// Commands wait for recovery: until then the state they act on is not back.
+fn ensure_ready(engine: &Engine) -> Result<(), ApiError> {
+    if engine.is_ready() {
+        Ok(())
+    } else {
+        Err(ApiError::overloaded("crema is recovering its orders"))
+    }
+}
+
+pub async fn menu(engine: Arc<Engine>) -> Reply {
+    Ok(json(StatusCode::OK, &engine.menu))
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType(format!(
+            "expected Content-Type: application/json, got {:?}",
+            content_type
+        )))
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    if !idempotency::valid_key(value.as_bytes()) {
+        return Err(ApiError::InvalidOrder(
+            "Idempotency-Key: must be 1-255 visible ASCII characters".into(),
+        ));
+    }
+    Ok(Some(String::from_utf8_lossy(value.as_bytes()).into_owned()))
+}
+
+fn replay(outcome: IdempotentOutcome) -> Response {
+    let mut response = match outcome {
+        IdempotentOutcome::Created(order) => created(&order),
+        IdempotentOutcome::Declined => ApiError::PaymentDeclined.into_response(),
+    };
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+/// `POST /orders`: validate, check the key, reserve a queue place, then let a
+/// new order actor charge and establish the order.
+pub async fn place_order(engine: Arc<Engine>, keys: Arc<InFlightKeys>, headers: HeaderMap, body: Bytes) -> Reply {
+    require_json(&headers)?;
+    let request: OrderRequest =
+        serde_json::from_slice(&body).map_err(|err| ApiError::InvalidOrder(format!("body: {err}")))?;
+    let draft = request.validate(&engine.menu).map_err(|err| ApiError::InvalidOrder(err.to_string()))?;
+    let key = idempotency_key(&headers)?;
+    ensure_ready(&engine)?;
+    let hash = idempotency::body_hash(&body);
+    let _guard = match &key {
+        None => None,
+        Some(key) => match keys.begin(&engine.store, key, hash)? {
+            Begin::Proceed(guard) => Some(guard),
+            Begin::Replay(record) => return Ok(replay(record.outcome)),
+            Begin::Reused => return Err(ApiError::IdempotencyKeyReused),
+            Begin::InFlight => return Err(ApiError::RequestInFlight),
+        },
+    };
+    if engine.directory.len() >= engine.settings.orders.max_live {
+        return Err(ApiError::overloaded("too many orders in progress"));
+    }
+    if !engine.admission.try_reserve() {
+        return Err(ApiError::overloaded("the barista queue is full"));
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let place = Place {
+        draft,
+        payment_key: format!("crema-{id}"),
+        idempotency: key.map(|key| (key, hash)),
+    };
+    let actor = OrderActor::start_placing(id, engine.clone());
+    // The actor gives the queue place back if placing fails; only a message
+    // that never reached it leaves that to us.
+    match actor.send(place).timeout(ask_timeout(&engine) + engine.settings.request_timeout()).await {
+        Ok(Ok(order)) => Ok(created(&order)),
+        Ok(Err(err)) => Err(err.into()),
+        Err(actix::MailboxError::Closed) => {
+            engine.admission.release();
+            Err(ApiError::overloaded("the engine is shutting down"))
+        }
+        Err(actix::MailboxError::Timeout) => Err(ApiError::Timeout),
+    }
+}
+
+/// `GET /orders/{id}`: from the live actor's own state, else from its snapshot.
+pub async fn get_order(engine: Arc<Engine>, id: String) -> Reply {
+    if let Some(actor) = engine.directory.get(&id) {
+        match actor.send(GetOrder).timeout(ask_timeout(&engine)).await {
+            Ok(Some(order)) => return Ok(order_response(StatusCode::OK, &order)),
+            // Still being placed: not an order yet.
+            Ok(None) => return Err(ApiError::OrderNotFound),
+            // Passivating or busy: the snapshot is what it last persisted.
+            Err(_) => {}
+        }
+    }
+    let store = engine.store.clone();
+    let order = tokio::task::spawn_blocking(move || store.get_order(&id))
+        .await
+        .map_err(|err| ApiError::Internal(err.to_string()))??;
+    order.map(|order| order_response(StatusCode::OK, &order)).ok_or(ApiError::OrderNotFound)
+}
+
+#[derive(Clone, Copy)]
+pub enum Command {
+    Cancel,
+    Pickup,
+}
+
+/// `POST /orders/{id}/cancel` and `/pickup`, sent to the order's actor
+/// (revived from its snapshot if it had passivated).
+pub async fn command(engine: Arc<Engine>, id: String, command: Command) -> Reply {
+    ensure_ready(&engine)?;
+    // One retry: the actor may stop (passivate) between lookup and delivery.
+    for _ in 0..2 {
+        let actor = {
+            let engine = engine.clone();
+            let id = id.clone();
+            tokio::task::spawn_blocking(move || engine.activate(&id))
+                .await
+                .map_err(|err| ApiError::Internal(err.to_string()))??
+        };
+        let Some(actor) = actor else { return Err(ApiError::OrderNotFound) };
+        let answer = match command {
+            Command::Cancel => actor.send(Cancel).timeout(ask_timeout(&engine)).await,
+            Command::Pickup => actor.send(Pickup).timeout(ask_timeout(&engine)).await,
+        };
+        match answer {
+            Ok(result) => return Ok(order_response(StatusCode::OK, &result?)),
+            Err(actix::MailboxError::Closed) => continue,
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(ApiError::overloaded("the order is busy"))
+}
+
+/// `GET /orders?customer=&status=&limit=&after=`: newest first, from the store.
+pub async fn list_orders(engine: Arc<Engine>, query: HashMap<String, String>) -> Reply {
+    for name in query.keys() {
+        if !matches!(name.as_str(), "customer" | "status" | "limit" | "after") {
+            return Err(ApiError::InvalidQuery(format!("unknown parameter {name:?}")));
+        }
+    }
+    let limit = match query.get("limit") {
+        None => 50,
+        Some(text) => match text.parse::<usize>() {
+            Ok(limit @ 1..=200) => limit,
+            _ => return Err(ApiError::InvalidQuery("limit: must be 1-200".into())),
+        },
+    };
+    let status = match query.get("status") {
+        None => None,
+        Some(text) => Some(
+            OrderStatus::parse(text).ok_or_else(|| ApiError::InvalidQuery(format!("status: unknown status {text:?}")))?,
+        ),
+    };
+    let customer = query.get("customer").cloned();
+    let after = query.get("after").cloned();
+    let store = engine.store.clone();
+    let (orders, next) = tokio::task::spawn_blocking(move || {
+        store.list_orders(
+            customer.as_deref(),
+            after.as_deref(),
+            |order| status.is_none_or(|status| order.status == status),
+            limit,
+            limit * 50,
+        )
+    })
+    .await
+    .map_err(|err| ApiError::Internal(err.to_string()))??;
+    #[derive(Serialize)]
+    struct Page<'a> {
+        orders: Vec<OrderView<'a>>,
+        next: Option<String>,
+    }
+    Ok(json(StatusCode::OK, &Page { orders: orders.iter().map(OrderView::from).collect(), next }))
+}
+
+pub async fn stations(engine: Arc<Engine>) -> Reply {
+    let stations = engine.pool.send(ListStations).timeout(ask_timeout(&engine)).await?;
+    Ok(json(StatusCode::OK, &stations))
+}
+
+#[derive(Clone, Copy)]
+pub enum StationAction {
+    Pause,
+    Resume,
+    Next,
+    Done,
+}
+
+pub async fn station_action(engine: Arc<Engine>, id: String, action: StationAction) -> Reply {
+    let timeout = ask_timeout(&engine);
+    let pool = &engine.pool;
+    match action {
+        StationAction::Pause => Ok(json(StatusCode::OK, &pool.send(barista::Pause { station: id }).timeout(timeout).await??)),
+        StationAction::Resume => Ok(json(StatusCode::OK, &pool.send(barista::Resume { station: id }).timeout(timeout).await??)),
+        StationAction::Done => Ok(json(StatusCode::OK, &pool.send(barista::Done { station: id }).timeout(timeout).await??)),
+        StationAction::Next => match pool.send(barista::Next { station: id }).timeout(timeout).await?? {
+            Some(ticket) => Ok(json(StatusCode::OK, &TicketJson::from(ticket))),
+            None => {
+                let mut response = Response::new(Vec::new().into());
+                *response.status_mut() = StatusCode::NO_CONTENT;
+                Ok(response)
+            }
+        },
+    }
+}
+
+/// Most tickets `GET /queue` lists; `depth` always gives the full length.
+const QUEUE_LIST_LIMIT: usize = 500;
+
+pub async fn queue(engine: Arc<Engine>) -> Reply {
+    let (tickets, depth) = engine.pool.send(ListQueue { limit: QUEUE_LIST_LIMIT }).timeout(ask_timeout(&engine)).await?;
+    #[derive(Serialize)]
+    struct Queue {
+        tickets: Vec<TicketJson>,
+        depth: usize,
+    }
+    Ok(json(StatusCode::OK, &Queue { tickets: tickets.into_iter().map(TicketJson::from).collect(), depth }))
+}
+
+pub async fn stats(engine: Arc<Engine>) -> Reply {
+    let timeout = ask_timeout(&engine);
+    let projection = engine.projection.send(GetStats).timeout(timeout).await?;
+    let stations = engine.pool.send(ListStations).timeout(timeout).await?;
+    let (_, queue_depth) = engine.pool.send(ListQueue { limit: 0 }).timeout(timeout).await?;
+    let count = |state| stations.iter().filter(|station| station.state == state).count();
+    let payment = &engine.payment_stats;
+    let writer = engine.writer.stats();
+    let body = serde_json::json!({
+        "orders": projection.counts.iter().map(|(status, n)| (status.as_str(), *n)).collect::<HashMap<_, _>>(),
+        "queue_depth": queue_depth,
+        "stations": {
+            "total": stations.len(),
+            "idle": count(StationState::Idle),
+            "brewing": count(StationState::Brewing),
+            "paused": count(StationState::Paused),
+        },
+        "payment": {
+            // The circuit breaker arrives with the payment issue; until then it never opens.
+            "breaker": "closed",
+            "in_flight": payment.in_flight.load(Ordering::Relaxed),
+            "rejected": payment.rejected.load(Ordering::Relaxed),
+            "captured": payment.captured.load(Ordering::Relaxed),
+            "declined": payment.declined.load(Ordering::Relaxed),
+            "failed": payment.failed.load(Ordering::Relaxed),
+            "refunded": payment.refunded.load(Ordering::Relaxed),
+        },
+        "orders_per_s": projection.orders_per_s,
+        "live_actors": engine.directory.len(),
+        "store": {
+            "groups": writer.groups.load(Ordering::Relaxed),
+            "requests": writer.requests.load(Ordering::Relaxed),
+            "largest_group": writer.largest_group.load(Ordering::Relaxed),
+        },
+    });
+    Ok(json(StatusCode::OK, &body))
+}
+
+pub async fn healthz() -> Reply {
+    Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
+}
+
+pub async fn readyz(engine: Arc<Engine>) -> Reply {
+    if engine.is_ready() {
+        Ok(json(StatusCode::OK, &serde_json::json!({"status": "ready"})))
+    } else {
+        Ok(json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "recovering"})))
+    }
+}

@@ -1,0 +1,161 @@
+//! The route table of API.md, as warp filters. Everything answers a
+//! `Response`: handler errors are rendered here, not turned into rejections,
+//! and the few rejections left (no such path, wrong method) become problem
+//! documents in [`recover`].
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
+use warp::filters::BoxedFilter;
+use warp::http::HeaderMap;
+use warp::reply::Response;
+use warp::{Filter, Rejection, Reply as _};
+
+use super::error::ApiError;
+use super::handlers::{self, Command, Reply, StationAction};
+use super::idempotency::InFlightKeys;
+use crate::actors::engine::Engine;
+
+fn render(result: Reply) -> Response {
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+/// Reads a body of at most `limit` bytes, whatever its transfer encoding.
+async fn read_limited<S, B>(stream: S, declared: Option<u64>, limit: usize) -> Result<Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::BodyTooLarge(limit));
+    }
+    let mut body = BytesMut::new();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|err| ApiError::InvalidOrder(format!("body: {err}")))?;
+        if body.len() + chunk.remaining() > limit {
+            return Err(ApiError::BodyTooLarge(limit));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            body.extend_from_slice(part);
+            let read = part.len();
+            chunk.advance(read);
+        }
+    }
+    Ok(body.freeze())
+}
+
+/// The whole API.
+pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
+    let keys = Arc::new(InFlightKeys::default());
+    let body_limit = engine.settings.server.body_limit_bytes;
+    let with_engine = {
+        let engine = engine.clone();
+        warp::any().map(move || engine.clone())
+    };
+
+    let menu = warp::path!("menu").and(warp::get()).and(with_engine.clone()).then(handlers::menu);
+
+    let place = warp::path!("orders")
+        .and(warp::post())
+        .and(with_engine.clone())
+        .and(warp::any().map(move || keys.clone()))
+        .and(warp::header::headers_cloned())
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .then(move |engine, keys, headers: HeaderMap, length, body| async move {
+            match read_limited(body, length, body_limit).await {
+                Ok(body) => handlers::place_order(engine, keys, headers, body).await,
+                Err(err) => Err(err),
+            }
+        });
+    let list = warp::path!("orders")
+        .and(warp::get())
+        .and(with_engine.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .then(handlers::list_orders);
+    let get = warp::path!("orders" / String).and(warp::get()).and(with_engine.clone()).then(
+        |id, engine| handlers::get_order(engine, id),
+    );
+    let cancel = warp::path!("orders" / String / "cancel")
+        .and(warp::post())
+        .and(with_engine.clone())
+        .then(|id, engine| handlers::command(engine, id, Command::Cancel));
+    let pickup = warp::path!("orders" / String / "pickup")
+        .and(warp::post())
+        .and(with_engine.clone())
+        .then(|id, engine| handlers::command(engine, id, Command::Pickup));
+
+    let stations = warp::path!("stations").and(warp::get()).and(with_engine.clone()).then(handlers::stations);
+    let station_action = |action: &'static str, kind: StationAction| {
+        warp::path!("stations" / String / String)
+            .and(warp::post())
+            .and_then(move |id: String, verb: String| async move {
+                if verb == action {
+                    Ok(id)
+                } else {
+                    Err(warp::reject::not_found())
+                }
+            })
+            .and(with_engine.clone())
+            .then(move |id, engine| handlers::station_action(engine, id, kind))
+    };
+    let queue = warp::path!("queue").and(warp::get()).and(with_engine.clone()).then(handlers::queue);
+    let stats = warp::path!("stats").and(warp::get()).and(with_engine.clone()).then(handlers::stats);
+    let healthz = warp::path!("healthz").and(warp::get()).then(handlers::healthz);
+    let readyz = warp::path!("readyz").and(warp::get()).and(with_engine.clone()).then(handlers::readyz);
+
+    menu.map(render)
+        .or(place.map(render))
+        .unify()
+        .or(list.map(render))
+        .unify()
+        .or(get.map(render))
+        .unify()
+        .or(cancel.map(render))
+        .unify()
+        .or(pickup.map(render))
+        .unify()
+        .or(stations.map(render))
+        .unify()
+        .or(station_action("pause", StationAction::Pause).map(render))
+        .unify()
+        .or(station_action("resume", StationAction::Resume).map(render))
+        .unify()
+        .or(station_action("next", StationAction::Next).map(render))
+        .unify()
+        .or(station_action("done", StationAction::Done).map(render))
+        .unify()
+        .or(queue.map(render))
+        .unify()
+        .or(stats.map(render))
+        .unify()
+        .or(healthz.map(render))
+        .unify()
+        .or(readyz.map(render))
+        .unify()
+        .recover(recover)
+        .unify()
+        .boxed()
+}
+
+/// Turns what no route took into a problem document.
+async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
+    let error = if rejection.is_not_found() {
+        ApiError::NotFound
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        ApiError::MethodNotAllowed
+    } else if let Some(err) = rejection.find::<warp::reject::InvalidQuery>() {
+        ApiError::InvalidQuery(err.to_string())
+    } else if let Some(err) = rejection.find::<warp::reject::InvalidHeader>() {
+        ApiError::InvalidOrder(err.to_string())
+    } else {
+        tracing::debug!(?rejection, "unhandled rejection");
+        ApiError::NotFound
+    };
+    Ok(error.into_response().into_response())
+}

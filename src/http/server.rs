@@ -1,0 +1,113 @@
+//! The HTTP server loop, hardened where warp 0.4 is not: warp's filters are
+//! served through hyper directly, so that here we can
+//! - cap open connections (`max_connections`; one more is answered 503 and closed),
+//! - bound the time to read a request head (`header_read_timeout`),
+//! - bound the time to a response head (`request_timeout`: 503 `overloaded`),
+//! - and shut down gracefully: stop accepting, let requests in flight finish
+//!   (up to `shutdown_grace`), then close what is left.
+//!
+//! Bodies are bounded by the routes (64 KiB by default, see `routes`).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_service::Service;
+use warp::filters::BoxedFilter;
+use warp::reply::Response;
+
+use super::error::ApiError;
+use crate::config::ServerSettings;
+
+#[derive(Debug, Clone)]
+pub struct ServerLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl From<&ServerSettings> for ServerLimits {
+    fn from(settings: &ServerSettings) -> Self {
+        ServerLimits {
+            max_connections: settings.max_connections,
+            header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
+            request_timeout: Duration::from_millis(settings.request_timeout_ms),
+            shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
+        }
+    }
+}
+
+/// What an over-limit connection is told before it is closed.
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: application/problem+json\r\nconnection: close\r\ncontent-length: 126\r\n\r\n{\"type\":\"/problems/overloaded\",\"title\":\"Service Unavailable\",\"status\":503,\"code\":\"overloaded\",\"detail\":\"too many connections\"}";
+
+/// Serves `routes` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    routes: BoxedFilter<(Response,)>,
+    limits: ServerLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let service = warp::service(routes);
+    let graceful = GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(TOO_MANY_CONNECTIONS)).await;
+            });
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let request_timeout = limits.request_timeout;
+        let handler = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let mut service = service.clone();
+            async move {
+                match tokio::time::timeout(request_timeout, service.call(request)).await {
+                    Ok(Ok(response)) => Ok::<Response, Infallible>(response),
+                    Ok(Err(never)) => match never {},
+                    Err(_) => Ok(ApiError::Timeout.into_response()),
+                }
+            }
+        });
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(TokioIo::new(stream), handler);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace period over; closing the remaining connections"),
+    }
+}

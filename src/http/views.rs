@@ -1,0 +1,93 @@
+//! The JSON shapes of API.md, built from domain types. Times become RFC 3339.
+
+use serde::Serialize;
+
+use crate::actors::barista::{TicketItem, TicketView};
+use crate::domain::time::rfc3339;
+use crate::domain::{Order, OrderStatus, PaymentStatus};
+
+#[derive(Debug, Serialize)]
+pub struct OrderView<'a> {
+    pub id: &'a str,
+    pub customer: Option<&'a str>,
+    pub status: OrderStatus,
+    pub items: Vec<LineView<'a>>,
+    pub total: u64,
+    pub currency: &'a str,
+    pub payment: PaymentView,
+    pub station: Option<&'a str>,
+    pub eta: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub version: u64,
+    pub history: Vec<HistoryView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LineView<'a> {
+    pub menu_id: &'a str,
+    pub name: &'a str,
+    pub qty: u32,
+    pub unit_price: u64,
+    pub line_total: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PaymentView {
+    pub status: PaymentStatus,
+    pub amount: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HistoryView {
+    pub seq: u64,
+    pub status: OrderStatus,
+    pub at: String,
+}
+
+impl<'a> From<&'a Order> for OrderView<'a> {
+    fn from(order: &'a Order) -> Self {
+        OrderView {
+            id: &order.id,
+            customer: order.customer.as_deref(),
+            status: order.status,
+            items: order
+                .lines
+                .iter()
+                .map(|line| LineView {
+                    menu_id: &line.menu_id,
+                    name: &line.name,
+                    qty: line.qty,
+                    unit_price: line.unit_price,
+                    line_total: line.line_total,
+                })
+                .collect(),
+            total: order.total,
+            currency: &order.currency,
+            payment: PaymentView { status: order.payment.status, amount: order.payment.amount },
+            station: order.station.as_deref(),
+            eta: order.eta_ms.map(rfc3339),
+            created_at: rfc3339(order.created_ms),
+            updated_at: rfc3339(order.updated_ms),
+            version: order.version,
+            history: order
+                .history
+                .iter()
+                .map(|entry| HistoryView { seq: entry.seq, status: entry.status, at: rfc3339(entry.at_ms) })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct TicketJson {
+    pub order: String,
+    pub items: Vec<TicketItem>,
+    pub queued_at: String,
+}
+
+impl From<TicketView> for TicketJson {
+    fn from(ticket: TicketView) -> Self {
+        TicketJson { order: ticket.order, items: ticket.items, queued_at: rfc3339(ticket.queued_ms) }
+    }
+}

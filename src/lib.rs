@@ -1,0 +1,17 @@
+//! crema: an actor-based, in-memory, durable order engine for cafés.
+//!
+//! - [`domain`]: the menu, the order and its state machine — pure, no I/O.
+//! - [`actors`]: order, payment, barista pool, projection; the engine they share.
+//! - [`persistence`]: RocksDB, the codec, the store writer, recovery.
+//! - [`http`]: the API of `API.md`, on a hardened hyper loop.
+//! - [`app`]: starts and stops all of it as one unit.
+//! - [`cli`]: the `crema` command line.
+
+pub mod actors;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod persistence;
+pub mod telemetry;

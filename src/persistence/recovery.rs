@@ -1,0 +1,191 @@
+//! Start-up recovery and periodic reconciliation.
+//!
+//! [`recover`] runs once before `/readyz` turns 200:
+//! 1. Reads every order snapshot (one that does not decode stops start-up).
+//! 2. Orders that were `brewing` lost their station with the process: they are
+//!    persisted back to `queued` (keeping their queue number, so they return
+//!    to the head of the queue).
+//! 3. Revives an actor for every order that still has work: `paid`, `queued`,
+//!    `brewing`, and `cancelled` with a refund owed (which retries the refund).
+//!    `ready` and settled orders stay on disk and are revived on demand.
+//! 4. Hands their tickets to the pool in queue order and moves the queue
+//!    sequence past the largest one seen.
+//! 5. Reconciles payment intents and orphan refunds ([`reconcile`]).
+//!
+//! [`reconcile`] also runs periodically. An intent whose order exists is done.
+//! Otherwise the gateway is asked about its key: a capture found there belongs
+//! to an order that was never acknowledged (the 201 never left), so it is
+//! refunded — crema never establishes an order the customer was not told about.
+//! A declined or unknown key is simply forgotten; a gateway that does not
+//! answer leaves the intent for the next round.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::codec::OrphanRefund;
+use super::store::{Batch, StoreError};
+use crate::actors::barista::{ticket_for, Enqueue};
+use crate::actors::engine::Engine;
+use crate::actors::order::OrderActor;
+use crate::actors::payment::{GatewayPayment, Lookup, Refund};
+use crate::actors::projection::Seed;
+use crate::domain::time::now_ms;
+use crate::domain::{OrderEvent, OrderStatus, PaymentStatus};
+
+/// While running, intents younger than this are left to their placement.
+const INTENT_GRACE_MS: u64 = 60_000;
+
+#[derive(Debug, Default, Clone)]
+pub struct RecoveryReport {
+    pub orders: usize,
+    pub revived: usize,
+    pub requeued: usize,
+    pub reconciled: ReconcileReport,
+    pub took_ms: u128,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct ReconcileReport {
+    pub intents_done: usize,
+    pub intents_refunded: usize,
+    pub intents_open: usize,
+    pub refunds_done: usize,
+    pub refunds_open: usize,
+    pub idempotency_expired: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecoveryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("order {0} is {1} but has no queue number")]
+    NoQueueSeq(String, &'static str),
+    #[error("the actor system stopped during recovery")]
+    Stopped,
+}
+
+/// Brings the engine back to the state on disk; see the module docs.
+pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryError> {
+    let started = Instant::now();
+    let store = engine.store.clone();
+    let (counts, mut live, total) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+        let mut counts: HashMap<OrderStatus, u64> = HashMap::new();
+        let mut live = Vec::new();
+        let total = store.for_each_order(|order| {
+            *counts.entry(order.status).or_default() += 1;
+            if order.status.holds_ticket() || order.payment.status == PaymentStatus::RefundPending {
+                live.push(order);
+            }
+        })?;
+        Ok((counts, live, total))
+    })
+    .await
+    .map_err(|_| RecoveryError::Stopped)??;
+    let mut report = RecoveryReport { orders: total, ..RecoveryReport::default() };
+
+    let persisted_tickets = engine.store.tickets()?;
+    let mut max_seq = persisted_tickets.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
+    let mut counts = counts;
+    let mut tickets = Vec::new();
+    live.sort_by_key(|order| order.queue_seq);
+    for order in live.iter_mut() {
+        if order.status.holds_ticket() {
+            let seq = order
+                .queue_seq
+                .ok_or_else(|| RecoveryError::NoQueueSeq(order.id.clone(), order.status.as_str()))?;
+            max_seq = max_seq.max(seq);
+            if order.status == OrderStatus::Brewing {
+                order.apply(OrderEvent::Requeued, now_ms()).expect("brewing → queued is legal");
+                let mut batch = Batch::new();
+                batch.put_order(order).put_ticket(seq, &order.id);
+                engine.writer.commit(batch).await?;
+                *counts.entry(OrderStatus::Brewing).or_default() -= 1;
+                *counts.entry(OrderStatus::Queued).or_default() += 1;
+                report.requeued += 1;
+            }
+        }
+    }
+    let queued = live.iter().filter(|order| order.status.holds_ticket()).count();
+    if queued != persisted_tickets.len() {
+        tracing::warn!(queued, tickets = persisted_tickets.len(), "ticket index and snapshots disagree; snapshots win");
+    }
+    for order in live {
+        let holds_ticket = order.status.holds_ticket();
+        let addr = OrderActor::start_revived(order.clone(), engine.clone());
+        engine.directory.insert(order.id.clone(), addr.clone());
+        if holds_ticket {
+            engine.admission.force_reserve();
+            tickets.push(ticket_for(&order, addr));
+        }
+        report.revived += 1;
+    }
+    engine.queue_seq_after(max_seq);
+    for ticket in tickets {
+        engine.pool.send(Enqueue(ticket)).await.map_err(|_| RecoveryError::Stopped)?;
+    }
+    engine.projection.send(Seed(counts)).await.map_err(|_| RecoveryError::Stopped)?;
+    report.reconciled = reconcile(engine).await?;
+    engine.ready.store(true, Ordering::Release);
+    report.took_ms = started.elapsed().as_millis();
+    Ok(report)
+}
+
+/// Settles payment intents and orphan refunds, and forgets expired
+/// idempotency keys; see the module docs. Safe to run at any time.
+pub async fn reconcile(engine: &Arc<Engine>) -> Result<ReconcileReport, StoreError> {
+    let mut report = ReconcileReport::default();
+    let now = now_ms();
+    for intent in engine.store.intents()? {
+        // An intent whose order actor is alive belongs to a placement in progress.
+        let young = now.saturating_sub(intent.created_ms) < INTENT_GRACE_MS;
+        if engine.is_ready() && (young || engine.directory.get(&intent.order_id).is_some()) {
+            report.intents_open += 1;
+            continue;
+        }
+        let mut batch = Batch::new();
+        if engine.store.get_order(&intent.order_id)?.is_some() {
+            batch.delete_intent(&intent.key);
+            report.intents_done += 1;
+        } else {
+            match engine.payment.send(Lookup { key: intent.key.clone() }).await {
+                Ok(Ok(Some(GatewayPayment::Captured { id }))) => {
+                    let refund = OrphanRefund { key: intent.key.clone(), payment_id: id, amount: intent.amount, created_ms: now };
+                    batch.put_orphan_refund(&refund).delete_intent(&intent.key);
+                    report.intents_refunded += 1;
+                }
+                Ok(Ok(_)) => {
+                    batch.delete_intent(&intent.key);
+                    report.intents_done += 1;
+                }
+                _ => {
+                    report.intents_open += 1;
+                    continue;
+                }
+            }
+        }
+        engine.writer.commit(batch).await?;
+    }
+    for refund in engine.store.orphan_refunds()? {
+        match engine.payment.send(Refund { payment_id: refund.payment_id.clone() }).await {
+            Ok(Ok(())) => {
+                engine.writer.commit(std::mem::take(Batch::new().delete_orphan_refund(&refund.key))).await?;
+                tracing::info!(key = %refund.key, amount = refund.amount, "orphan charge refunded");
+                report.refunds_done += 1;
+            }
+            _ => report.refunds_open += 1,
+        }
+    }
+    let cutoff = now.saturating_sub(engine.settings.orders.idempotency_ttl_s * 1000);
+    let expired = engine.store.expired_idempotency_keys(cutoff, 10_000)?;
+    if !expired.is_empty() {
+        let mut batch = Batch::new();
+        for key in &expired {
+            batch.delete_idempotency(key);
+        }
+        engine.writer.commit(batch).await?;
+        report.idempotency_expired = expired.len();
+    }
+    Ok(report)
+}

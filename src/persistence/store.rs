@@ -1,0 +1,349 @@
+//! The RocksDB database: opening it with its column families, checking the
+//! schema version, building write batches, and the read paths.
+//!
+//! Reads go straight to RocksDB from any thread (it is thread-safe and reads are
+//! point lookups or short scans). Writes never happen here: a [`Batch`] is
+//! built here and handed to the [`super::StoreWriter`], which owns durability.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, DB};
+
+use super::codec::{self, CodecError, IdempotencyRecord, OrphanRefund, PaymentIntent};
+use crate::domain::Order;
+
+/// The schema this build writes and reads. Bump it with a migration.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cf {
+    Orders,
+    Intents,
+    Refunds,
+    Tickets,
+    Customers,
+    Idempotency,
+    Meta,
+}
+
+impl Cf {
+    pub const ALL: [Cf; 7] =
+        [Cf::Orders, Cf::Intents, Cf::Refunds, Cf::Tickets, Cf::Customers, Cf::Idempotency, Cf::Meta];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Orders => "orders",
+            Cf::Intents => "intents",
+            Cf::Refunds => "refunds",
+            Cf::Tickets => "tickets",
+            Cf::Customers => "customers",
+            Cf::Idempotency => "idempotency",
+            Cf::Meta => "meta",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("{cf} record {key:?} does not decode: {source}")]
+    Corrupt { cf: &'static str, key: String, source: CodecError },
+    #[error("data directory has schema version {found}, this build reads {SCHEMA_VERSION}")]
+    Schema { found: u32 },
+    #[error("the store writer has stopped")]
+    Closed,
+}
+
+/// One atomic unit of writes: everything one state change implies.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub(crate) ops: Vec<Op>,
+}
+
+#[derive(Debug)]
+pub(crate) enum Op {
+    Put(Cf, Vec<u8>, Vec<u8>),
+    Delete(Cf, Vec<u8>),
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The order's snapshot.
+    pub fn put_order(&mut self, order: &Order) -> &mut Self {
+        self.ops.push(Op::Put(Cf::Orders, order.id.as_bytes().to_vec(), codec::encode_order(order)));
+        self
+    }
+
+    /// The customer index entry of a new order (none for anonymous orders).
+    pub fn put_customer_index(&mut self, order: &Order) -> &mut Self {
+        if let Some(customer) = &order.customer {
+            self.ops.push(Op::Put(Cf::Customers, codec::customer_key(customer, &order.id), Vec::new()));
+        }
+        self
+    }
+
+    pub fn put_ticket(&mut self, queue_seq: u64, order_id: &str) -> &mut Self {
+        self.ops.push(Op::Put(Cf::Tickets, codec::ticket_key(queue_seq).to_vec(), order_id.as_bytes().to_vec()));
+        self
+    }
+
+    pub fn delete_ticket(&mut self, queue_seq: u64) -> &mut Self {
+        self.ops.push(Op::Delete(Cf::Tickets, codec::ticket_key(queue_seq).to_vec()));
+        self
+    }
+
+    pub fn put_intent(&mut self, intent: &PaymentIntent) -> &mut Self {
+        self.ops.push(Op::Put(Cf::Intents, intent.key.as_bytes().to_vec(), codec::encode_intent(intent)));
+        self
+    }
+
+    pub fn delete_intent(&mut self, key: &str) -> &mut Self {
+        self.ops.push(Op::Delete(Cf::Intents, key.as_bytes().to_vec()));
+        self
+    }
+
+    pub fn put_orphan_refund(&mut self, refund: &OrphanRefund) -> &mut Self {
+        self.ops.push(Op::Put(Cf::Refunds, refund.key.as_bytes().to_vec(), codec::encode_orphan_refund(refund)));
+        self
+    }
+
+    pub fn delete_orphan_refund(&mut self, key: &str) -> &mut Self {
+        self.ops.push(Op::Delete(Cf::Refunds, key.as_bytes().to_vec()));
+        self
+    }
+
+    pub fn put_idempotency(&mut self, key: &str, record: &IdempotencyRecord) -> &mut Self {
+        self.ops.push(Op::Put(Cf::Idempotency, key.as_bytes().to_vec(), codec::encode_idempotency(record)));
+        self
+    }
+
+    pub fn delete_idempotency(&mut self, key: &[u8]) -> &mut Self {
+        self.ops.push(Op::Delete(Cf::Idempotency, key.to_vec()));
+        self
+    }
+}
+
+/// The opened database. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+}
+
+impl Store {
+    /// Opens (or creates) the database in `dir` and checks its schema version.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Bound what RocksDB keeps in memory: 4 write buffers of 32 MiB across all cfs.
+        options.set_db_write_buffer_size(128 << 20);
+        options.set_write_buffer_size(32 << 20);
+        options.increase_parallelism(2);
+        let cfs = Cf::ALL.iter().map(|cf| ColumnFamilyDescriptor::new(cf.name(), options.clone()));
+        let db = DB::open_cf_descriptors(&options, dir, cfs)?;
+        let store = Store { db: Arc::new(db) };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let meta = self.cf(Cf::Meta);
+        match self.db.get_cf(meta, b"schema_version")? {
+            None => {
+                let mut options = rocksdb::WriteOptions::default();
+                options.set_sync(true);
+                let mut batch = rocksdb::WriteBatch::default();
+                batch.put_cf(meta, b"schema_version", SCHEMA_VERSION.to_be_bytes());
+                self.db.write_opt(batch, &options)?;
+                Ok(())
+            }
+            Some(bytes) => {
+                let found = <[u8; 4]>::try_from(bytes.as_slice()).map(u32::from_be_bytes).unwrap_or(0);
+                if found == SCHEMA_VERSION {
+                    Ok(())
+                } else {
+                    Err(StoreError::Schema { found })
+                }
+            }
+        }
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+
+    pub(crate) fn cf(&self, cf: Cf) -> &rocksdb::ColumnFamily {
+        // Every cf in Cf::ALL is created at open, so a missing handle is a bug.
+        self.db.cf_handle(cf.name()).expect("column family created at open")
+    }
+
+    pub fn get_order(&self, id: &str) -> Result<Option<Order>, StoreError> {
+        match self.db.get_pinned_cf(self.cf(Cf::Orders), id.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => codec::decode_order(&bytes)
+                .map(Some)
+                .map_err(|source| corrupt(Cf::Orders, id.as_bytes(), source)),
+        }
+    }
+
+    pub fn get_idempotency(&self, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        match self.db.get_pinned_cf(self.cf(Cf::Idempotency), key.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => codec::decode_idempotency(&bytes)
+                .map(Some)
+                .map_err(|source| corrupt(Cf::Idempotency, key.as_bytes(), source)),
+        }
+    }
+
+    /// Orders newest first, optionally one customer's, starting after the order id
+    /// `after`. Scans at most `scan_limit` entries so a rare filter cannot make one
+    /// request read the whole database; returns the orders and whether the scan
+    /// stopped early (so there may be more), with the last id scanned.
+    pub fn list_orders(
+        &self,
+        customer: Option<&str>,
+        after: Option<&str>,
+        mut keep: impl FnMut(&Order) -> bool,
+        limit: usize,
+        scan_limit: usize,
+    ) -> Result<(Vec<Order>, Option<String>), StoreError> {
+        let mut orders = Vec::new();
+        let mut scanned = 0;
+        let mut last_id: Option<String> = None;
+        let mut more = false;
+        match customer {
+            Some(customer) => {
+                let prefix = codec::customer_prefix(customer);
+                let start = match after {
+                    Some(after) => codec::customer_key(customer, after),
+                    None => {
+                        let mut end = prefix.clone();
+                        *end.last_mut().expect("prefix ends in 0") = 1;
+                        end
+                    }
+                };
+                let iter = self.db.iterator_cf(self.cf(Cf::Customers), IteratorMode::From(&start, Direction::Reverse));
+                for item in iter {
+                    let (key, _) = item?;
+                    if !key.starts_with(&prefix) {
+                        break;
+                    }
+                    let id = String::from_utf8_lossy(&key[prefix.len()..]).into_owned();
+                    if after == Some(id.as_str()) {
+                        continue;
+                    }
+                    if orders.len() == limit || scanned == scan_limit {
+                        more = true;
+                        break;
+                    }
+                    scanned += 1;
+                    if let Some(order) = self.get_order(&id)? {
+                        if keep(&order) {
+                            orders.push(order);
+                        }
+                    }
+                    last_id = Some(id);
+                }
+            }
+            None => {
+                let mode = match after {
+                    Some(after) => IteratorMode::From(after.as_bytes(), Direction::Reverse),
+                    None => IteratorMode::End,
+                };
+                for item in self.db.iterator_cf(self.cf(Cf::Orders), mode) {
+                    let (key, value) = item?;
+                    if after.map(str::as_bytes) == Some(&key[..]) {
+                        continue;
+                    }
+                    if orders.len() == limit || scanned == scan_limit {
+                        more = true;
+                        break;
+                    }
+                    scanned += 1;
+                    let order = codec::decode_order(&value).map_err(|source| corrupt(Cf::Orders, &key, source))?;
+                    last_id = Some(order.id.clone());
+                    if keep(&order) {
+                        orders.push(order);
+                    }
+                }
+            }
+        }
+        Ok((orders, if more { last_id } else { None }))
+    }
+
+    /// Every order snapshot, in id order; a snapshot that does not decode is an error.
+    pub fn for_each_order(&self, mut each: impl FnMut(Order)) -> Result<usize, StoreError> {
+        let mut count = 0;
+        for item in self.db.iterator_cf(self.cf(Cf::Orders), IteratorMode::Start) {
+            let (key, value) = item?;
+            each(codec::decode_order(&value).map_err(|source| corrupt(Cf::Orders, &key, source))?);
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// The ticket queue as persisted: (queue seq, order id) in queue order.
+    pub fn tickets(&self) -> Result<Vec<(u64, String)>, StoreError> {
+        let mut tickets = Vec::new();
+        for item in self.db.iterator_cf(self.cf(Cf::Tickets), IteratorMode::Start) {
+            let (key, value) = item?;
+            let seq = codec::decode_ticket_key(&key).map_err(|source| corrupt(Cf::Tickets, &key, source))?;
+            tickets.push((seq, String::from_utf8_lossy(&value).into_owned()));
+        }
+        Ok(tickets)
+    }
+
+    pub fn intents(&self) -> Result<Vec<PaymentIntent>, StoreError> {
+        self.db
+            .iterator_cf(self.cf(Cf::Intents), IteratorMode::Start)
+            .map(|item| {
+                let (key, value) = item?;
+                codec::decode_intent(&value).map_err(|source| corrupt(Cf::Intents, &key, source))
+            })
+            .collect()
+    }
+
+    pub fn orphan_refunds(&self) -> Result<Vec<OrphanRefund>, StoreError> {
+        self.db
+            .iterator_cf(self.cf(Cf::Refunds), IteratorMode::Start)
+            .map(|item| {
+                let (key, value) = item?;
+                codec::decode_orphan_refund(&value).map_err(|source| corrupt(Cf::Refunds, &key, source))
+            })
+            .collect()
+    }
+
+    /// Idempotency keys recorded before `cutoff_ms`, at most `limit` of them.
+    pub fn expired_idempotency_keys(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut expired = Vec::new();
+        for item in self.db.iterator_cf(self.cf(Cf::Idempotency), IteratorMode::Start) {
+            let (key, value) = item?;
+            let record = codec::decode_idempotency(&value).map_err(|source| corrupt(Cf::Idempotency, &key, source))?;
+            if record.created_ms < cutoff_ms {
+                expired.push(key.to_vec());
+                if expired.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(expired)
+    }
+}
+
+fn corrupt(cf: Cf, key: &[u8], source: CodecError) -> StoreError {
+    StoreError::Corrupt { cf: cf.name(), key: String::from_utf8_lossy(key).into_owned(), source }
+}

@@ -1,0 +1,184 @@
+//! The store writer: the only code that writes to RocksDB.
+//!
+//! It is an actor on a thread of its own (RocksDB writes block), with a bounded
+//! mailbox. Group commit: it takes the first waiting request, then every other
+//! request already waiting (up to `max_batch`), writes them all as one RocksDB
+//! write batch with one WAL sync, and only then answers each of them. While a
+//! sync is in progress new requests queue up and form the next group, so the
+//! number of syncs per second stays bounded while throughput grows with load.
+//!
+//! Each request is still atomic on its own: a group is one RocksDB batch, so it
+//! is all-or-nothing as a whole, and a failure is reported to every member.
+//!
+//! Shutdown: [`StoreWriter::close`] queues a stop behind everything already
+//! sent; the thread commits those, flushes the WAL and memtables, and exits.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::store::{Batch, Op, Store, StoreError};
+use crate::config::Durability;
+
+enum Request {
+    Commit { batch: Batch, reply: oneshot::Sender<Result<(), StoreError>> },
+    Stop,
+}
+
+/// Counters for `/stats` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub groups: AtomicU64,
+    pub requests: AtomicU64,
+    pub write_us_total: AtomicU64,
+    pub largest_group: AtomicU64,
+}
+
+/// A handle to the store writer; cheap to clone.
+#[derive(Clone)]
+pub struct StoreWriter {
+    tx: mpsc::Sender<Request>,
+    stats: Arc<WriterStats>,
+    thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl StoreWriter {
+    /// Starts the writer thread. `mailbox` bounds requests waiting; `max_batch`
+    /// bounds one group.
+    pub fn start(store: Store, durability: Durability, max_batch: usize, mailbox: usize) -> StoreWriter {
+        let (tx, rx) = mpsc::channel(mailbox);
+        let stats = Arc::new(WriterStats::default());
+        let thread_stats = stats.clone();
+        let thread = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run(store, rx, durability, max_batch, &thread_stats))
+            .expect("spawning the store writer thread");
+        StoreWriter { tx, stats, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
+    }
+
+    /// Commits `batch` atomically; resolves once it is durable (per the
+    /// durability setting). Waits for mailbox space when the writer is behind.
+    pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Request::Commit { batch, reply }).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub fn stats(&self) -> &WriterStats {
+        &self.stats
+    }
+
+    /// Commits everything already queued, flushes, and stops the thread.
+    pub async fn close(&self) {
+        if self.tx.send(Request::Stop).await.is_ok() {
+            let thread = self.thread.lock().map(|mut slot| slot.take()).unwrap_or(None);
+            if let Some(thread) = thread {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+        }
+    }
+}
+
+fn run(store: Store, mut rx: mpsc::Receiver<Request>, durability: Durability, max_batch: usize, stats: &WriterStats) {
+    let mut options = rocksdb::WriteOptions::default();
+    options.set_sync(durability == Durability::Sync);
+    let mut group: Vec<(Batch, oneshot::Sender<Result<(), StoreError>>)> = Vec::with_capacity(max_batch);
+    let mut stopping = false;
+    while !stopping {
+        match rx.blocking_recv() {
+            Some(Request::Commit { batch, reply }) => group.push((batch, reply)),
+            Some(Request::Stop) | None => break,
+        }
+        while group.len() < max_batch {
+            match rx.try_recv() {
+                Ok(Request::Commit { batch, reply }) => group.push((batch, reply)),
+                Ok(Request::Stop) => {
+                    stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let mut write_batch = rocksdb::WriteBatch::default();
+        for (batch, _) in &group {
+            for op in &batch.ops {
+                match op {
+                    Op::Put(cf, key, value) => write_batch.put_cf(store.cf(*cf), key, value),
+                    Op::Delete(cf, key) => write_batch.delete_cf(store.cf(*cf), key),
+                }
+            }
+        }
+        let result = store.db().write_opt(write_batch, &options);
+        if let Err(err) = &result {
+            tracing::error!(error = %err, requests = group.len(), "store write failed");
+        }
+        let size = group.len() as u64;
+        stats.groups.fetch_add(1, Ordering::Relaxed);
+        stats.requests.fetch_add(size, Ordering::Relaxed);
+        stats.write_us_total.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        stats.largest_group.fetch_max(size, Ordering::Relaxed);
+        for (_, reply) in group.drain(..) {
+            // A requester that gave up waiting is not an error of the writer.
+            let _ = reply.send(result.clone().map_err(StoreError::Rocks));
+        }
+    }
+    if let Err(err) = store.db().flush_wal(true).and_then(|()| store.db().flush()) {
+        tracing::error!(error = %err, "flushing the store at shutdown failed");
+    }
+    tracing::info!("store writer stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{LineRequest, Menu, Order, OrderRequest};
+
+    fn order(id: &str) -> Order {
+        let request = OrderRequest {
+            customer: Some("lee".into()),
+            items: vec![LineRequest { menu_id: "americano".into(), qty: 1 }],
+        };
+        Order::paid(id.into(), request.validate(&Menu::builtin()).unwrap(), format!("k-{id}"), "p".into(), 1)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commits_are_grouped_and_all_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let writer = StoreWriter::start(store.clone(), Durability::Sync, 64, 1024);
+        let mut tasks = Vec::new();
+        for n in 0..200 {
+            let writer = writer.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut batch = Batch::new();
+                let order = order(&format!("o{n:03}"));
+                batch.put_order(&order).put_customer_index(&order);
+                writer.commit(batch).await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
+        writer.close().await;
+        assert_eq!(writer.stats().requests.load(Ordering::Relaxed), 200);
+        assert!(writer.stats().groups.load(Ordering::Relaxed) <= 200);
+        drop(store);
+        let reopened = Store::open(dir.path()).unwrap();
+        assert_eq!(reopened.for_each_order(|_| {}).unwrap(), 200);
+        let (kim, _) = reopened.list_orders(Some("lee"), None, |_| true, 500, 1000).unwrap();
+        assert_eq!(kim.len(), 200);
+        assert_eq!(kim[0].id, "o199", "newest first");
+    }
+
+    #[tokio::test]
+    async fn commit_after_close_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = StoreWriter::start(Store::open(dir.path()).unwrap(), Durability::Async, 8, 8);
+        writer.close().await;
+        assert!(matches!(writer.commit(Batch::new()).await, Err(StoreError::Closed)));
+    }
+}

@@ -1,0 +1,10 @@
+//! Logging through `tracing`. `RUST_LOG` chooses what is shown (default:
+//! `info` for crema, `warn` for everything else); logs go to stderr.
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,crema=info"));
+    // A second init (tests) is harmless: keep the first subscriber.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

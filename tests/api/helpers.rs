@@ -1,0 +1,166 @@
+//! `spawn_app()` and a client with one method per endpoint.
+
+use std::time::{Duration, Instant};
+
+use crema::app::App;
+use crema::config::Settings;
+use serde_json::{json, Value};
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    app: Option<App>,
+    pub dir: tempfile::TempDir,
+}
+
+/// Settings for tests: port 0, a fresh data dir, fast simulated baristas.
+pub fn test_settings(dir: &std::path::Path) -> Settings {
+    let mut settings = Settings::default();
+    settings.server.bind = "127.0.0.1:0".parse().unwrap();
+    settings.store.data_dir = dir.join("data");
+    settings.barista.brew_scale = 0.01;
+    settings.orders.passivate_after_ms = 200;
+    settings
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    crema::telemetry::init();
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = test_settings(dir.path());
+    configure(&mut settings);
+    let app = App::start(settings).await.expect("the app starts");
+    TestApp {
+        base: format!("http://{}", app.local_addr()),
+        client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
+        app: Some(app),
+        dir,
+    }
+}
+
+pub fn order_body(items: &[(&str, u32)]) -> Value {
+    json!({
+        "customer": "kim",
+        "items": items.iter().map(|(id, qty)| json!({"menu_id": id, "qty": qty})).collect::<Vec<_>>(),
+    })
+}
+
+impl TestApp {
+    /// Orders recovery put back from `brewing` to `queued` at start-up.
+    pub fn recovery_requeued(&self) -> usize {
+        self.app.as_ref().map_or(0, |app| app.recovery.requeued)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn post(&self, path: &str) -> reqwest::Response {
+        self.client.post(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn place(&self, items: &[(&str, u32)]) -> reqwest::Response {
+        self.post_json("/orders", &order_body(items)).await
+    }
+
+    /// Places an order that must succeed; returns its JSON.
+    pub async fn place_ok(&self, items: &[(&str, u32)]) -> Value {
+        let response = self.place(items).await;
+        assert_eq!(response.status(), 201);
+        response.json().await.unwrap()
+    }
+
+    pub async fn order(&self, id: &str) -> Value {
+        let response = self.get(&format!("/orders/{id}")).await;
+        assert_eq!(response.status(), 200, "GET /orders/{id}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn cancel(&self, id: &str) -> reqwest::Response {
+        self.post(&format!("/orders/{id}/cancel")).await
+    }
+
+    pub async fn pickup(&self, id: &str) -> reqwest::Response {
+        self.post(&format!("/orders/{id}/pickup")).await
+    }
+
+    pub async fn json(&self, path: &str) -> Value {
+        let response = self.get(path).await;
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn station(&self, id: &str, action: &str) -> reqwest::Response {
+        self.post(&format!("/stations/{id}/{action}")).await
+    }
+
+    pub async fn pause_all(&self) {
+        for station in self.json("/stations").await.as_array().unwrap() {
+            let id = station["id"].as_str().unwrap();
+            assert_eq!(self.station(id, "pause").await.status(), 200);
+        }
+    }
+
+    pub async fn resume_all(&self) {
+        for station in self.json("/stations").await.as_array().unwrap() {
+            let id = station["id"].as_str().unwrap();
+            assert_eq!(self.station(id, "resume").await.status(), 200);
+        }
+    }
+
+    /// Polls the order until it has `status`, or fails after `within`.
+    pub async fn wait_for(&self, id: &str, status: &str, within: Duration) -> Value {
+        wait_until(within, || async {
+            let order = self.order(id).await;
+            (order["status"] == status).then_some(order)
+        })
+        .await
+        .unwrap_or_else(|| panic!("order {id} did not become {status} within {within:?}"))
+    }
+
+    pub async fn stats(&self) -> Value {
+        self.json("/stats").await
+    }
+
+    pub async fn shutdown(mut self) -> tempfile::TempDir {
+        if let Some(app) = self.app.take() {
+            app.shutdown().await;
+        }
+        self.dir
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, or `within` passes.
+pub async fn wait_until<T, F, Fut>(within: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,9 @@
+//! crema's integration tests: one binary, each test driving the real server
+//! (on port 0, with a temporary data directory) over HTTP.
+
+mod hardening;
+mod helpers;
+mod idempotency;
+mod orders;
+mod recovery;
+mod validation;

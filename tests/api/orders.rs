@@ -1,0 +1,301 @@
+//! The origin's functional requirements 1-7 and the "makecoffee down" scenario.
+
+use std::time::Duration;
+
+use crate::helpers::{spawn_app, spawn_app_with, wait_until};
+
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn customer_orders_menu_items_with_quantities() {
+    let app = spawn_app().await;
+    let menu = app.json("/menu").await;
+    assert_eq!(menu["currency"], "KRW");
+    assert!(menu["items"].as_array().unwrap().iter().any(|item| item["id"] == "americano"));
+
+    let response = app.place(&[("americano", 2), ("latte", 1)]).await;
+    assert_eq!(response.status(), 201);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let order: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(location, format!("/orders/{}", order["id"].as_str().unwrap()));
+    assert_eq!(order["customer"], "kim");
+    assert_eq!(order["items"][0]["qty"], 2);
+    assert_eq!(order["items"][0]["line_total"], 9000);
+    assert_eq!(order["items"][1]["unit_price"], 5000);
+    assert_eq!(order["total"], 14000);
+    assert_eq!(order["status"], "queued");
+    assert_eq!(order["version"], 2);
+    assert_eq!(order["history"][0]["status"], "paid");
+    assert_eq!(order["history"][1]["status"], "queued");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn placing_an_order_charges_the_payment() {
+    let app = spawn_app().await;
+    let order = app.place_ok(&[("espresso", 3)]).await;
+    assert_eq!(order["payment"]["status"], "captured");
+    assert_eq!(order["payment"]["amount"], 3 * 3500);
+    assert_eq!(app.stats().await["payment"]["captured"], 1);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_payment_establishes_no_order() {
+    let app = spawn_app_with(|settings| settings.payment.simulated.decline_rate = 1.0).await;
+    let response = app.place(&[("americano", 1)]).await;
+    assert_eq!(response.status(), 402);
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "payment_declined");
+    let listed = app.json("/orders?customer=kim").await;
+    assert_eq!(listed["orders"].as_array().unwrap().len(), 0, "no order may exist: {listed}");
+    assert_eq!(app.json("/queue").await["depth"], 0);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_payment_gateway_answers_503_with_retry_after() {
+    let app = spawn_app_with(|settings| settings.payment.simulated.fail_rate = 1.0).await;
+    let response = app.place(&[("americano", 1)]).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "payment_unavailable");
+    assert!(problem["retry_after_s"].as_u64().unwrap() >= 1);
+    assert_eq!(app.json("/orders").await["orders"].as_array().unwrap().len(), 0);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_order_reaches_a_barista_who_makes_it() {
+    let app = spawn_app().await;
+    let order = app.place_ok(&[("americano", 1)]).await;
+    let id = order["id"].as_str().unwrap();
+    let ready = app.wait_for(id, "ready", WAIT).await;
+    assert!(ready["station"].as_str().unwrap().starts_with("bar-"));
+    let statuses: Vec<&str> = ready["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["paid", "queued", "brewing", "ready"]);
+    let made: u64 = app.json("/stations").await.as_array().unwrap().iter().map(|s| s["made"].as_u64().unwrap()).sum();
+    assert_eq!(made, 1);
+
+    let picked = app.pickup(id).await;
+    assert_eq!(picked.status(), 200);
+    let picked: serde_json::Value = picked.json().await.unwrap();
+    assert_eq!(picked["status"], "picked_up");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_moves_forward_with_increasing_versions() {
+    let app = spawn_app().await;
+    let order = app.place_ok(&[("latte", 2)]).await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    let mut last_version = 0;
+    let deadline = std::time::Instant::now() + WAIT;
+    let ready = loop {
+        let now = app.order(&id).await;
+        let version = now["version"].as_u64().unwrap();
+        assert!(version >= last_version, "version went back from {last_version} to {version}");
+        last_version = version;
+        if now["status"] == "ready" {
+            break now;
+        }
+        assert!(std::time::Instant::now() < deadline, "the order never became ready");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let seqs: Vec<u64> = ready["history"].as_array().unwrap().iter().map(|h| h["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "{seqs:?}");
+    assert_eq!(ready["version"].as_u64().unwrap(), *seqs.last().unwrap());
+
+    let missing = app.get("/orders/no-such-order").await;
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.json::<serde_json::Value>().await.unwrap()["code"], "order_not_found");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_answered_from_the_snapshot_after_passivation() {
+    let app = spawn_app().await;
+    let order = app.place_ok(&[("espresso", 1)]).await;
+    let id = order["id"].as_str().unwrap();
+    app.wait_for(id, "ready", WAIT).await;
+    assert_eq!(app.pickup(id).await.status(), 200);
+    // passivate_after_ms is 200 in tests: wait for the actor to stop.
+    let passivated = wait_until(WAIT, || async { (app.stats().await["live_actors"] == 0).then_some(()) }).await;
+    assert!(passivated.is_some(), "the settled order's actor should have stopped");
+    let order = app.order(id).await;
+    assert_eq!(order["status"], "picked_up");
+    // A command on a passivated order revives it from its snapshot.
+    let again = app.cancel(id).await;
+    assert_eq!(again.status(), 409);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_queued_order_is_refunded_and_never_made() {
+    let app = spawn_app().await;
+    app.pause_all().await;
+    let order = app.place_ok(&[("americano", 1)]).await;
+    let id = order["id"].as_str().unwrap();
+    let response = app.cancel(id).await;
+    assert_eq!(response.status(), 200);
+    let cancelled: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["payment"]["status"], "refunded");
+    assert_eq!(app.json("/queue").await["depth"], 0);
+
+    app.resume_all().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.order(id).await["status"], "cancelled");
+    let made: u64 = app.json("/stations").await.as_array().unwrap().iter().map(|s| s["made"].as_u64().unwrap()).sum();
+    assert_eq!(made, 0);
+    assert_eq!(app.stats().await["payment"]["refunded"], 1);
+
+    // Cancelling again is idempotent.
+    let again = app.cancel(id).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap()["version"], cancelled["version"]);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_brewing_order_is_refunded_and_the_station_stops() {
+    // Americano brews 3000 ms × 0.5 = 1.5 s.
+    let app = spawn_app_with(|settings| {
+        settings.barista.brew_scale = 0.5;
+        settings.barista.stations = 1;
+    })
+    .await;
+    let order = app.place_ok(&[("americano", 1)]).await;
+    let id = order["id"].as_str().unwrap();
+    app.wait_for(id, "brewing", WAIT).await;
+    let response = app.cancel(id).await;
+    assert_eq!(response.status(), 200);
+    let cancelled: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["payment"]["status"], "refunded");
+    let station = &app.json("/stations").await[0];
+    assert_eq!(station["state"], "idle");
+    tokio::time::sleep(Duration::from_millis(1_800)).await;
+    assert_eq!(app.json("/stations").await[0]["made"], 0, "the station must not finish a cancelled order");
+    assert_eq!(app.order(id).await["status"], "cancelled");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_when_ready_is_too_late_and_pickup_needs_ready() {
+    let app = spawn_app().await;
+    app.pause_all().await;
+    let order = app.place_ok(&[("espresso", 1)]).await;
+    let id = order["id"].as_str().unwrap();
+    let early = app.pickup(id).await;
+    assert_eq!(early.status(), 409);
+    assert_eq!(early.json::<serde_json::Value>().await.unwrap()["code"], "not_ready");
+    app.resume_all().await;
+    app.wait_for(id, "ready", WAIT).await;
+    let late = app.cancel(id).await;
+    assert_eq!(late.status(), 409);
+    assert_eq!(late.json::<serde_json::Value>().await.unwrap()["code"], "too_late_to_cancel");
+    assert_eq!(app.cancel("no-such-order").await.status(), 404);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_are_accepted_while_every_station_is_paused_and_made_on_resume() {
+    let app = spawn_app().await;
+    app.pause_all().await;
+    assert!(app.json("/stations").await.as_array().unwrap().iter().all(|s| s["state"] == "paused"));
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(app.place_ok(&[("latte", 1)]).await["id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for id in &ids {
+        assert_eq!(app.order(id).await["status"], "queued");
+    }
+    let queue = app.json("/queue").await;
+    let queued: Vec<&str> = queue["tickets"].as_array().unwrap().iter().map(|t| t["order"].as_str().unwrap()).collect();
+    assert_eq!(queued, ids.iter().map(String::as_str).collect::<Vec<_>>(), "first in, first out");
+
+    app.resume_all().await;
+    for id in &ids {
+        app.wait_for(id, "ready", WAIT).await;
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_a_brewing_station_puts_its_ticket_back_at_the_head() {
+    let app = spawn_app_with(|settings| {
+        settings.barista.brew_scale = 1.0;
+        settings.barista.stations = 1;
+    })
+    .await;
+    let first = app.place_ok(&[("americano", 1)]).await;
+    let first = first["id"].as_str().unwrap();
+    app.wait_for(first, "brewing", WAIT).await;
+    let second = app.place_ok(&[("americano", 1)]).await;
+    assert_eq!(app.station("bar-1", "pause").await.status(), 200);
+    let requeued = app.wait_for(first, "queued", WAIT).await;
+    let statuses: Vec<&str> = requeued["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["paid", "queued", "brewing", "queued"]);
+    let queue = app.json("/queue").await;
+    assert_eq!(queue["tickets"][0]["order"], first);
+    assert_eq!(queue["tickets"][1]["order"], second["id"]);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_turns_orders_away_before_charging() {
+    let app = spawn_app_with(|settings| settings.barista.max_queue = 2).await;
+    app.pause_all().await;
+    app.place_ok(&[("americano", 1)]).await;
+    app.place_ok(&[("americano", 1)]).await;
+    let response = app.place(&[("americano", 1)]).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["code"], "overloaded");
+    assert_eq!(app.stats().await["payment"]["captured"], 2, "nothing is charged for a refused order");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_station_takes_and_finishes_tickets() {
+    let app = spawn_app_with(|settings| settings.barista.mode = crema::config::StationMode::Manual).await;
+    assert_eq!(app.station("bar-1", "next").await.status(), 204);
+    let order = app.place_ok(&[("latte", 1)]).await;
+    let id = order["id"].as_str().unwrap();
+    let next = app.station("bar-1", "next").await;
+    assert_eq!(next.status(), 200);
+    assert_eq!(next.json::<serde_json::Value>().await.unwrap()["order"], id);
+    assert_eq!(app.station("bar-1", "next").await.status(), 409, "a busy station takes no second ticket");
+    app.wait_for(id, "brewing", WAIT).await;
+    assert_eq!(app.station("bar-1", "done").await.status(), 200);
+    app.wait_for(id, "ready", WAIT).await;
+    assert_eq!(app.station("bar-1", "done").await.status(), 409);
+    assert_eq!(app.station("bar-9", "next").await.status(), 404);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_lists_their_orders_newest_first_in_pages() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(app.place_ok(&[("espresso", 1)]).await["id"].as_str().unwrap().to_owned());
+    }
+    let other = app.post_json("/orders", &serde_json::json!({"customer": "lee", "items": [{"menu_id": "latte", "qty": 1}]})).await;
+    assert_eq!(other.status(), 201);
+    let first = app.json("/orders?customer=kim&limit=3").await;
+    let page: Vec<&str> = first["orders"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(page, [ids[4].as_str(), ids[3].as_str(), ids[2].as_str()]);
+    let cursor = first["next"].as_str().expect("a next cursor");
+    let second = app.json(&format!("/orders?customer=kim&limit=3&after={cursor}")).await;
+    let page: Vec<&str> = second["orders"].as_array().unwrap().iter().map(|o| o["id"].as_str().unwrap()).collect();
+    assert_eq!(page, [ids[1].as_str(), ids[0].as_str()]);
+    assert!(second["next"].is_null());
+    assert_eq!(app.get("/orders?limit=0").await.status(), 400);
+    assert_eq!(app.get("/orders?status=lost").await.status(), 400);
+    app.shutdown().await;
+}

@@ -1,0 +1,236 @@
+//! Durability: graceful restarts, a SIGKILL in the middle of a rush, and a
+//! snapshot that does not decode.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::helpers::{order_body, spawn_app_with, test_settings, wait_until};
+
+/// A `crema serve` process on a port of its choosing.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(data: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_crema"))
+            .args(["serve", "--bind", "127.0.0.1:0", "--data"])
+            .arg(data)
+            .env("CREMA_BARISTA__BREW_SCALE", "0.05")
+            .env("CREMA_BARISTA__STATIONS", "2")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("crema starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx.recv_timeout(Duration::from_secs(120)).expect("crema prints its address");
+        let base = line.trim_start_matches("crema listening on ").trim().to_owned();
+        assert!(base.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
+        Server { child, base }
+    }
+
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_order_survives_kill_9_and_is_made_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data);
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let acknowledged: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let menu = ["americano", "latte", "espresso", "cold_brew"];
+    let mut clients = Vec::new();
+    for worker in 0..8 {
+        let (client, base, acknowledged, stop) = (client.clone(), server.base.clone(), acknowledged.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let body = order_body(&[(menu[(worker + n) % menu.len()], 1 + (n % 3) as u32)]);
+                let sent = client
+                    .post(format!("{base}/orders"))
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == 201 => {
+                        if let Ok(order) = response.json::<Value>().await {
+                            acknowledged.lock().unwrap().push(order);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }));
+    }
+    let enough = wait_until(Duration::from_secs(60), || async {
+        (acknowledged.lock().unwrap().len() >= 150).then_some(())
+    })
+    .await;
+    assert!(enough.is_some(), "150 orders should be acknowledged within a minute");
+    server.kill_9();
+    stop.store(true, Ordering::Relaxed);
+    for task in clients {
+        task.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    let server = Server::start(&data);
+    let base = server.base.clone();
+    for order in &acknowledged {
+        let id = order["id"].as_str().unwrap();
+        let response = client.get(format!("{base}/orders/{id}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "acknowledged order {id} was lost");
+        let now: Value = response.json().await.unwrap();
+        assert_eq!(now["items"], order["items"]);
+        assert_eq!(now["total"], order["total"]);
+        assert!(now["version"].as_u64() >= order["version"].as_u64());
+    }
+    // Queued ones still get made.
+    for order in &acknowledged {
+        let id = order["id"].as_str().unwrap();
+        let ready = wait_until(Duration::from_secs(90), || async {
+            let now: Value = client.get(format!("{base}/orders/{id}")).send().await.ok()?.json().await.ok()?;
+            (now["status"] == "ready").then_some(())
+        })
+        .await;
+        assert!(ready.is_some(), "order {id} was never made after the restart");
+    }
+    // No order appears twice.
+    let mut seen = HashSet::new();
+    let mut after: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/orders?limit=200");
+        if let Some(cursor) = &after {
+            url.push_str(&format!("&after={cursor}"));
+        }
+        let page: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        for order in page["orders"].as_array().unwrap() {
+            assert!(seen.insert(order["id"].as_str().unwrap().to_owned()), "order listed twice: {order}");
+        }
+        match page["next"].as_str() {
+            Some(next) => after = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    for order in &acknowledged {
+        assert!(seen.contains(order["id"].as_str().unwrap()));
+    }
+    let stats: Value = client.get(format!("{base}/stats")).send().await.unwrap().json().await.unwrap();
+    let counted: u64 = stats["orders"].as_object().unwrap().values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(counted as usize, seen.len(), "the projection counts every order once: {stats}");
+
+    let status = server.terminate();
+    assert!(status.success(), "SIGTERM shuts down cleanly: {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_brewing_order_goes_back_to_the_head_of_the_queue_after_a_restart() {
+    let app = spawn_app_with(|settings| {
+        settings.barista.brew_scale = 10.0;
+        settings.barista.stations = 1;
+    })
+    .await;
+    let first = app.place_ok(&[("espresso", 1)]).await;
+    let first = first["id"].as_str().unwrap().to_owned();
+    app.wait_for(&first, "brewing", Duration::from_secs(5)).await;
+    let second = app.place_ok(&[("espresso", 1)]).await["id"].as_str().unwrap().to_owned();
+    let dir = app.shutdown().await;
+
+    let data = dir.path().join("data");
+    let app = spawn_app_with(move |settings| {
+        settings.store.data_dir = data;
+        settings.barista.mode = crema::config::StationMode::Manual;
+        settings.barista.stations = 1;
+    })
+    .await;
+    assert_eq!(app.recovery_requeued(), 1);
+    let queue = app.json("/queue").await;
+    let order: Vec<&str> = queue["tickets"].as_array().unwrap().iter().map(|t| t["order"].as_str().unwrap()).collect();
+    assert_eq!(order, [first.as_str(), second.as_str()]);
+    let requeued = app.order(&first).await;
+    assert_eq!(requeued["status"], "queued");
+    let next: Value = app.station("bar-1", "next").await.json().await.unwrap();
+    assert_eq!(next["order"], first.as_str());
+    app.shutdown().await;
+    drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_that_does_not_decode_stops_start_up_loudly() {
+    let app = spawn_app_with(|_| {}).await;
+    app.place_ok(&[("latte", 1)]).await;
+    let dir = app.shutdown().await;
+    let data = dir.path().join("data");
+    {
+        let options = rocksdb::Options::default();
+        let cfs = rocksdb::DB::list_cf(&options, &data).unwrap();
+        let db = rocksdb::DB::open_cf(&options, &data, cfs).unwrap();
+        db.put_cf(db.cf_handle("orders").unwrap(), b"0000-broken", b"\x01\x01not bincode").unwrap();
+    }
+    let settings = {
+        let mut settings = test_settings(dir.path());
+        settings.store.data_dir = data;
+        settings
+    };
+    let err = match crema::app::App::start(settings).await {
+        Ok(_) => panic!("start-up must fail on a corrupt snapshot"),
+        Err(err) => err.to_string(),
+    };
+    assert!(err.contains("0000-broken") && err.contains("does not decode"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_by_status_survive_a_restart() {
+    let app = spawn_app().await;
+    let mut ids = HashMap::new();
+    for _ in 0..3 {
+        let order = app.place_ok(&[("espresso", 1)]).await;
+        ids.insert(order["id"].as_str().unwrap().to_owned(), ());
+    }
+    for id in ids.keys() {
+        app.wait_for(id, "ready", Duration::from_secs(10)).await;
+    }
+    let dir = app.shutdown().await;
+    let data = dir.path().join("data");
+    let app = spawn_app_with(move |settings| settings.store.data_dir = data).await;
+    assert_eq!(app.stats().await["orders"]["ready"], 3);
+    app.shutdown().await;
+    drop(dir);
+}
+
+use crate::helpers::spawn_app;
