@@ -122,10 +122,11 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
         report.revived += 1;
     }
     engine.queue_seq_after(max_seq);
+    // Seed the counts before any ticket moves, so no event is counted twice.
+    engine.projection.send(Seed(counts)).await.map_err(|_| RecoveryError::Stopped)?;
     for ticket in tickets {
         engine.pool.send(Enqueue(ticket)).await.map_err(|_| RecoveryError::Stopped)?;
     }
-    engine.projection.send(Seed(counts)).await.map_err(|_| RecoveryError::Stopped)?;
     report.reconciled = reconcile(engine).await?;
     engine.ready.store(true, Ordering::Release);
     report.took_ms = started.elapsed().as_millis();
