@@ -7,6 +7,7 @@
 //! order twice.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use actix::Addr;
@@ -17,16 +18,18 @@ const SHARDS: usize = 64;
 
 pub struct Directory {
     shards: Vec<Mutex<HashMap<String, Addr<OrderActor>>>>,
+    /// Entries across all shards, kept beside them so `len` takes no lock.
+    live: AtomicUsize,
 }
 
 impl Default for Directory {
     fn default() -> Self {
-        Directory { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect() }
+        Directory { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), live: AtomicUsize::new(0) }
     }
 }
 
 impl Directory {
-    pub(crate) fn shard(&self, id: &str) -> MutexGuard<'_, HashMap<String, Addr<OrderActor>>> {
+    fn shard(&self, id: &str) -> MutexGuard<'_, HashMap<String, Addr<OrderActor>>> {
         // FNV-1a: cheap, and ids are random enough that any spread will do.
         let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
             (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3)
@@ -41,7 +44,14 @@ impl Directory {
     }
 
     pub fn insert(&self, id: String, addr: Addr<OrderActor>) {
-        self.shard(&id).insert(id, addr);
+        let mut shard = self.shard(&id);
+        self.insert_locked(&mut shard, id, addr);
+    }
+
+    fn insert_locked(&self, shard: &mut HashMap<String, Addr<OrderActor>>, id: String, addr: Addr<OrderActor>) {
+        if shard.insert(id, addr).is_none() {
+            self.live.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Removes `id` only if it still points at `addr` (a newer actor may have replaced it).
@@ -49,12 +59,32 @@ impl Directory {
         let mut shard = self.shard(id);
         if shard.get(id) == Some(addr) {
             shard.remove(id);
+            self.live.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// The live actor of `id`, or the one `start` makes, under the shard's
+    /// lock so that no other caller can start a second actor for `id`.
+    /// `start` returning `Ok(None)` (no such order) inserts nothing.
+    pub fn get_or_start<E>(
+        &self,
+        id: &str,
+        start: impl FnOnce() -> Result<Option<Addr<OrderActor>>, E>,
+    ) -> Result<Option<Addr<OrderActor>>, E> {
+        let mut shard = self.shard(id);
+        if let Some(addr) = shard.get(id).filter(|addr| addr.connected()) {
+            return Ok(Some(addr.clone()));
+        }
+        let started = start()?;
+        if let Some(addr) = &started {
+            self.insert_locked(&mut shard, id.to_owned(), addr.clone());
+        }
+        Ok(started)
     }
 
     /// Live actors now.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|shard| shard.lock().map_or(0, |map| map.len())).sum()
+        self.live.load(Ordering::Relaxed)
     }
 
     pub fn is_empty(&self) -> bool {

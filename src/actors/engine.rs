@@ -169,15 +169,8 @@ impl Engine {
     /// The actor of order `id`, reviving it from its snapshot if it was
     /// passivated; `None` if there is no such order.
     pub fn activate(self: &Arc<Self>, id: &str) -> Result<Option<Addr<OrderActor>>, StoreError> {
-        let mut shard = self.directory.shard(id);
-        if let Some(addr) = shard.get(id).filter(|addr| addr.connected()) {
-            return Ok(Some(addr.clone()));
-        }
-        let Some(order) = self.store.get_order(id)? else { return Ok(None) };
-        let addr = OrderActor::start_revived(order, self.clone());
-        // The actor also inserts itself when it starts; inserting here, under
-        // the lock, is what keeps a second request from reviving it again.
-        shard.insert(id.to_owned(), addr.clone());
-        Ok(Some(addr))
+        self.directory.get_or_start(id, || {
+            Ok(self.store.get_order(id)?.map(|order| OrderActor::start_revived(order, self.clone())))
+        })
     }
 }

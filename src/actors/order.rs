@@ -270,7 +270,11 @@ impl Handler<Place> for OrderActor {
                     act.engine.publish(order, None);
                     act.order = Some(order.clone());
                 }
-                Err(_) => ctx.stop(),
+                Err(_) => {
+                    // No ticket joined the queue: give back the place reserved for it.
+                    act.engine.admission.release();
+                    ctx.stop();
+                }
             }
             placed
         })))

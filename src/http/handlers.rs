@@ -128,7 +128,7 @@ pub async fn place_order(engine: Arc<Engine>, keys: Arc<InFlightKeys>, headers: 
     let actor = OrderActor::start_placing(id, engine.clone());
     // The actor gives the queue place back if placing fails; only a message
     // that never reached it leaves that to us.
-    match actor.send(place).timeout(ask_timeout(&engine) + engine.settings.request_timeout()).await {
+    match actor.send(place).timeout(ask_timeout(&engine)).await {
         Ok(Ok(order)) => Ok(created(&order)),
         Ok(Err(err)) => Err(err.into()),
         Err(actix::MailboxError::Closed) => {

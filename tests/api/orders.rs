@@ -43,7 +43,13 @@ async fn placing_an_order_charges_the_payment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declined_payment_establishes_no_order() {
-    let app = spawn_app_with(|settings| settings.payment.simulated.decline_rate = 1.0).await;
+    let app = spawn_app_with(|settings| {
+        settings.payment.simulated.decline_rate = 1.0;
+        settings.barista.max_queue = 1;
+    })
+    .await;
+    // The second attempt proves the first gave its queue place back.
+    assert_eq!(app.place(&[("americano", 1)]).await.status(), 402);
     let response = app.place(&[("americano", 1)]).await;
     assert_eq!(response.status(), 402);
     let problem: serde_json::Value = response.json().await.unwrap();
