@@ -5,9 +5,8 @@
 set -euo pipefail
 
 need=()
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q libclang; then
-    need+=(libclang-dev)
-fi
+# libclang-cpp (often preinstalled) is not what bindgen loads: ask for the package itself.
+dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v make >/dev/null 2>&1 || need+=(make)
 
