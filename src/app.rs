@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::actors::engine::{ActorSystem, Engine};
-use crate::config::{GatewayKind, Settings};
+use crate::config::Settings;
 use crate::http::{self, ServerLimits};
 use crate::persistence::recovery::{self, RecoveryError, RecoveryReport};
 use crate::persistence::{Store, StoreError};
@@ -35,7 +35,7 @@ pub enum AppError {
     #[error("recovery failed: {0}")]
     Recovery(#[from] RecoveryError),
     #[error("{0}")]
-    Unsupported(String),
+    Startup(String),
 }
 
 pub struct App {
@@ -59,21 +59,22 @@ impl App {
     }
 
     pub async fn start_on(settings: Settings, listener: TcpListener) -> Result<App, AppError> {
-        if settings.payment.gateway == GatewayKind::Http {
-            return Err(AppError::Unsupported(
-                "payment.gateway = \"http\" is not available in this build yet; use \"simulated\"".into(),
-            ));
-        }
         let addr = listener.local_addr().map_err(|err| AppError::Bind(settings.server.bind, err))?;
         let data_dir = settings.store.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|err| AppError::DataDir(data_dir.display().to_string(), err))?;
         let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await
-        .map_err(|err| AppError::Unsupported(err.to_string()))?
+        .map_err(|err| AppError::Startup(err.to_string()))?
         .map_err(|err| AppError::Store(settings.store.data_dir.display().to_string(), err))?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let system = ActorSystem::start(cores);
-        let engine = Engine::start(settings, store, &system);
+        let engine = match Engine::start(settings, store, &system) {
+            Ok(engine) => engine,
+            Err(err) => {
+                system.stop();
+                return Err(AppError::Startup(err));
+            }
+        };
 
         let (stop_server, stopped) = oneshot::channel::<()>();
         let limits = ServerLimits::from(&engine.settings.server);

@@ -12,6 +12,8 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod gateway;
 pub mod http;
+pub mod payment_sim;
 pub mod persistence;
 pub mod telemetry;

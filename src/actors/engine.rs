@@ -17,9 +17,10 @@ use tokio::sync::broadcast;
 use super::barista::{Admission, BaristaPool};
 use super::directory::Directory;
 use super::order::OrderActor;
-use super::payment::{PaymentActor, PaymentGateway, PaymentStats, SimulatedGateway};
+use super::payment::{PaymentActor, PaymentStats};
 use super::projection::{OrderChanged, Projection, EVENT_BUFFER};
 use crate::config::{GatewayKind, Settings};
+use crate::gateway::{HttpGateway, PaymentGateway, SimulatedGateway};
 use crate::domain::{Menu, Order, OrderStatus};
 use crate::persistence::{Store, StoreError, StoreWriter};
 
@@ -89,7 +90,7 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the actors on `system` over an opened store.
-    pub fn start(settings: Settings, store: Store, system: &ActorSystem) -> Arc<Engine> {
+    pub fn start(settings: Settings, store: Store, system: &ActorSystem) -> Result<Arc<Engine>, String> {
         let writer = StoreWriter::start(
             store.clone(),
             settings.store.durability,
@@ -98,17 +99,17 @@ impl Engine {
         );
         let gateway: Arc<dyn PaymentGateway> = match settings.payment.gateway {
             GatewayKind::Simulated => Arc::new(SimulatedGateway::new(settings.payment.simulated.clone())),
-            GatewayKind::Http => {
-                // The HTTP gateway is not built yet; the configuration check refuses it.
-                Arc::new(SimulatedGateway::new(settings.payment.simulated.clone()))
-            }
+            GatewayKind::Http => Arc::new(HttpGateway::new(
+                &settings.payment.url,
+                Duration::from_millis(settings.payment.timeout_ms),
+            )?),
         };
         let payment_stats = Arc::new(PaymentStats::default());
         let payment = {
             let stats = payment_stats.clone();
             let timeout = Duration::from_millis(settings.payment.timeout_ms);
-            let max = settings.payment.breaker.max_concurrent;
-            PaymentActor::start_in_arbiter(system.core(), move |_| PaymentActor::new(gateway, timeout, max, stats))
+            let breaker = settings.payment.breaker.clone();
+            PaymentActor::start_in_arbiter(system.core(), move |_| PaymentActor::new(gateway, timeout, breaker, stats))
         };
         let admission = Arc::new(Admission::new(settings.barista.max_queue));
         let pool = {
@@ -122,7 +123,7 @@ impl Engine {
             let receiver = events.subscribe();
             Projection::start_in_arbiter(system.core(), move |_| Projection::new(store, receiver))
         };
-        Arc::new(Engine {
+        Ok(Arc::new(Engine {
             menu: settings.menu(),
             settings,
             store,
@@ -138,7 +139,7 @@ impl Engine {
             order_arbiters: system.orders.clone(),
             next_arbiter: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
-        })
+        }))
     }
 
     /// The arbiter for the next order actor (round-robin).

@@ -12,6 +12,7 @@
 //! every actor shares. `docs/runtime.md` gives every bound and the shutdown order.
 
 pub mod barista;
+pub mod breaker;
 pub mod directory;
 pub mod engine;
 pub mod order;

@@ -1,139 +1,29 @@
-//! The payment actor: the only way to charge or refund.
+//! The payment actor: the only way to charge, refund or look up a payment.
 //!
-//! It owns the gateway (a [`PaymentGateway`] trait object: the in-process
-//! [`SimulatedGateway`] by default) and the bulkhead: at most
-//! `payment.breaker.max_concurrent` gateway calls in flight, the excess refused
-//! at once with `Unavailable` so no caller waits behind a slow gateway. Calls
-//! are not serialised: each runs as its own future while the actor takes the
-//! next message. Every call has a timeout; a charge that timed out has an
-//! unknown outcome, which the caller must reconcile by key, never guess.
+//! It owns the gateway (a [`PaymentGateway`]), the circuit [`Breaker`] and the
+//! bulkhead. Before a call: a bulkhead slot (at most
+//! `payment.breaker.max_concurrent` calls in flight; the excess is refused at
+//! once), then a breaker permit (refused at once while open, with the time
+//! until it tries again). The call itself runs as a future of its own, so many
+//! are in flight while the actor takes the next message; when it ends, its
+//! outcome and duration go back into the breaker. Every call has a timeout; a
+//! charge that timed out has an unknown outcome, which the caller reconciles by
+//! key, never guesses.
 //!
-//! Deliberately left out here (issue 3): the circuit breaker's sliding window
-//! and the HTTP gateway. The seams for them are this actor and the trait.
+//! The breaker's state is mirrored into [`PaymentStats`] (atomics), so HTTP
+//! handlers can refuse an order while the breaker is open without writing
+//! anything or asking this actor, and `/stats` can show it.
 
-use std::collections::{HashMap, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use rand::Rng;
 
-use crate::config::SimulatedSettings;
-
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-/// What a gateway knows of one payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GatewayPayment {
-    Captured { id: String },
-    Declined,
-    Refunded { id: String },
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum GatewayError {
-    /// The gateway said it failed: nothing was charged.
-    #[error("the payment gateway failed: {0}")]
-    Failed(String),
-    /// No answer in time: the charge may or may not have happened.
-    #[error("the payment gateway did not answer in time")]
-    Timeout,
-}
-
-/// An external payment service, addressed by idempotency key: charging the
-/// same key twice returns the first payment and never charges again.
-pub trait PaymentGateway: Send + Sync + 'static {
-    fn charge(&self, key: String, order_id: String, amount: u64) -> BoxFuture<Result<GatewayPayment, GatewayError>>;
-    fn lookup(&self, key: String) -> BoxFuture<Result<Option<GatewayPayment>, GatewayError>>;
-    fn refund(&self, payment_id: String) -> BoxFuture<Result<(), GatewayError>>;
-}
-
-/// The in-process stand-in for a payment service, with fault knobs.
-///
-/// Its ledger lives in memory and holds the last `LEDGER_CAPACITY` payments (a
-/// bound, so a long benchmark cannot grow it forever); after a restart it
-/// knows nothing, as if the simulated money had never moved.
-pub struct SimulatedGateway {
-    knobs: SimulatedSettings,
-    ledger: Mutex<Ledger>,
-}
-
-/// Most payments the simulated ledger remembers.
-pub const LEDGER_CAPACITY: usize = 200_000;
-
-#[derive(Default)]
-struct Ledger {
-    by_key: HashMap<String, GatewayPayment>,
-    keys_by_id: HashMap<String, String>,
-    order: VecDeque<String>,
-    next_id: u64,
-}
-
-impl SimulatedGateway {
-    pub fn new(knobs: SimulatedSettings) -> Self {
-        SimulatedGateway { knobs, ledger: Mutex::new(Ledger::default()) }
-    }
-
-    fn decide(&self, key: &str) -> Result<GatewayPayment, GatewayError> {
-        let mut ledger = self.ledger.lock().unwrap_or_else(|poison| poison.into_inner());
-        if let Some(existing) = ledger.by_key.get(key) {
-            return Ok(existing.clone());
-        }
-        let mut rng = rand::rng();
-        if rng.random_bool(self.knobs.fail_rate) {
-            return Err(GatewayError::Failed("simulated failure".into()));
-        }
-        let payment = if rng.random_bool(self.knobs.decline_rate) {
-            GatewayPayment::Declined
-        } else {
-            ledger.next_id += 1;
-            GatewayPayment::Captured { id: format!("sim_{}", ledger.next_id) }
-        };
-        if ledger.order.len() == LEDGER_CAPACITY {
-            if let Some(oldest) = ledger.order.pop_front() {
-                if let Some(GatewayPayment::Captured { id } | GatewayPayment::Refunded { id }) = ledger.by_key.remove(&oldest) {
-                    ledger.keys_by_id.remove(&id);
-                }
-            }
-        }
-        if let GatewayPayment::Captured { id } = &payment {
-            ledger.keys_by_id.insert(id.clone(), key.to_owned());
-        }
-        ledger.by_key.insert(key.to_owned(), payment.clone());
-        ledger.order.push_back(key.to_owned());
-        Ok(payment)
-    }
-}
-
-impl PaymentGateway for SimulatedGateway {
-    fn charge(&self, key: String, _order_id: String, _amount: u64) -> BoxFuture<Result<GatewayPayment, GatewayError>> {
-        let latency = Duration::from_millis(self.knobs.latency_ms);
-        let decision = self.decide(&key);
-        Box::pin(async move {
-            if !latency.is_zero() {
-                tokio::time::sleep(latency).await;
-            }
-            decision
-        })
-    }
-
-    fn lookup(&self, key: String) -> BoxFuture<Result<Option<GatewayPayment>, GatewayError>> {
-        let ledger = self.ledger.lock().unwrap_or_else(|poison| poison.into_inner());
-        let found = ledger.by_key.get(&key).cloned();
-        Box::pin(async move { Ok(found) })
-    }
-
-    fn refund(&self, payment_id: String) -> BoxFuture<Result<(), GatewayError>> {
-        let mut ledger = self.ledger.lock().unwrap_or_else(|poison| poison.into_inner());
-        if let Some(key) = ledger.keys_by_id.get(&payment_id).cloned() {
-            ledger.by_key.insert(key, GatewayPayment::Refunded { id: payment_id });
-        }
-        Box::pin(async move { Ok(()) })
-    }
-}
+use super::breaker::{Breaker, BreakerState, CallOutcome};
+use crate::config::BreakerSettings;
+use crate::domain::time::now_ms;
+use crate::gateway::{BoxFuture, GatewayError, GatewayPayment, PaymentGateway};
 
 /// Why a payment call did not succeed, grouped by what the caller must do.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -148,39 +38,144 @@ pub enum PaymentError {
     Unknown(String),
 }
 
-/// Counters read by `/stats` without asking the actor.
+/// Counters and the breaker's mirrored state, read without asking the actor.
 #[derive(Debug, Default)]
 pub struct PaymentStats {
     pub in_flight: AtomicU64,
+    /// Calls refused by the bulkhead or the breaker.
     pub rejected: AtomicU64,
     pub captured: AtomicU64,
     pub declined: AtomicU64,
     pub failed: AtomicU64,
     pub refunded: AtomicU64,
+    pub breaker_transitions: AtomicU64,
+    /// `BreakerState` as 0 closed, 1 open, 2 half-open.
+    breaker_state: AtomicU8,
+    /// While open: wall-clock ms at which the breaker will let a probe through.
+    open_until_ms: AtomicU64,
+}
+
+impl PaymentStats {
+    /// The breaker's state as of now.
+    pub fn breaker(&self) -> BreakerState {
+        match self.breaker_state.load(Ordering::Acquire) {
+            1 if now_ms() >= self.open_until_ms.load(Ordering::Acquire) => BreakerState::HalfOpen,
+            1 => BreakerState::Open,
+            2 => BreakerState::HalfOpen,
+            _ => BreakerState::Closed,
+        }
+    }
+
+    /// While the breaker is open: the seconds until it tries again (at least 1).
+    pub fn open_retry_after_s(&self) -> Option<u64> {
+        if self.breaker_state.load(Ordering::Acquire) != 1 {
+            return None;
+        }
+        let left_ms = self.open_until_ms.load(Ordering::Acquire).saturating_sub(now_ms());
+        (left_ms > 0).then(|| left_ms.div_ceil(1000).max(1))
+    }
 }
 
 pub struct PaymentActor {
     gateway: Arc<dyn PaymentGateway>,
     timeout: Duration,
     max_concurrent: u64,
+    breaker: Breaker,
     stats: Arc<PaymentStats>,
 }
 
 impl PaymentActor {
-    pub fn new(gateway: Arc<dyn PaymentGateway>, timeout: Duration, max_concurrent: usize, stats: Arc<PaymentStats>) -> Self {
-        PaymentActor { gateway, timeout, max_concurrent: max_concurrent as u64, stats }
+    pub fn new(gateway: Arc<dyn PaymentGateway>, timeout: Duration, breaker: BreakerSettings, stats: Arc<PaymentStats>) -> Self {
+        let max_concurrent = breaker.max_concurrent as u64;
+        PaymentActor { gateway, timeout, max_concurrent, breaker: Breaker::new(breaker), stats }
     }
 
     /// Takes a bulkhead slot, or refuses at once.
     fn admit(&self) -> Result<InFlight, PaymentError> {
-        let stats = self.stats.clone();
-        let taken = stats.in_flight.fetch_add(1, Ordering::AcqRel);
+        let taken = self.stats.in_flight.fetch_add(1, Ordering::AcqRel);
         if taken >= self.max_concurrent {
-            stats.in_flight.fetch_sub(1, Ordering::AcqRel);
-            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            self.stats.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(PaymentError::Unavailable { reason: "too many payments in flight".into(), retry_after_s: 1 });
         }
-        Ok(InFlight(stats))
+        Ok(InFlight(self.stats.clone()))
+    }
+
+    fn mirror_breaker(&self) {
+        let now = Instant::now();
+        let state = match self.breaker.state(now) {
+            BreakerState::Closed => 0,
+            BreakerState::Open => 1,
+            BreakerState::HalfOpen => 2,
+        };
+        let until = now_ms() + self.breaker.retry_after(now).as_millis() as u64;
+        self.stats.open_until_ms.store(until, Ordering::Release);
+        self.stats.breaker_state.store(state, Ordering::Release);
+        self.stats.breaker_transitions.store(self.breaker.transitions, Ordering::Relaxed);
+    }
+
+    /// Runs one gateway call through the bulkhead, the breaker and the timeout.
+    fn call<T: 'static>(
+        &mut self,
+        start: impl FnOnce(&dyn PaymentGateway) -> BoxFuture<Result<T, GatewayError>>,
+    ) -> ResponseActFuture<Self, Result<T, GatewayError>> {
+        let slot = match self.admit() {
+            Ok(slot) => slot,
+            Err(err) => return Box::pin(fut::ready(Err(refused(err)))),
+        };
+        let permit = match self.breaker.try_acquire(Instant::now()) {
+            Ok(permit) => permit,
+            Err(wait) => {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                self.mirror_breaker();
+                let retry_after_s = wait.as_millis().div_ceil(1000).max(1) as u64;
+                return Box::pin(fut::ready(Err(refused(PaymentError::Unavailable {
+                    reason: "the payment circuit is open".into(),
+                    retry_after_s,
+                }))));
+            }
+        };
+        self.mirror_breaker();
+        let call = start(self.gateway.as_ref());
+        let timeout = self.timeout;
+        let started = Instant::now();
+        Box::pin(
+            async move {
+                let result = match tokio::time::timeout(timeout, call).await {
+                    Ok(result) => result,
+                    Err(_) => Err(GatewayError::Timeout),
+                };
+                drop(slot);
+                result
+            }
+            .into_actor(self)
+            .map(move |result, act, _| {
+                let outcome = if result.is_ok() { CallOutcome::Success } else { CallOutcome::Failure };
+                act.breaker.record(permit, outcome, started.elapsed(), Instant::now());
+                act.mirror_breaker();
+                if result.is_err() {
+                    act.stats.failed.fetch_add(1, Ordering::Relaxed);
+                }
+                result
+            }),
+        )
+    }
+}
+
+/// A refusal before any call, carried through the gateway error type so that
+/// `call` has one result type; [`unrefuse`] turns it back.
+fn refused(err: PaymentError) -> GatewayError {
+    match err {
+        PaymentError::Unavailable { reason, retry_after_s } => GatewayError::Refused { reason, retry_after_s },
+        other => GatewayError::Failed(other.to_string()),
+    }
+}
+
+fn unrefuse(err: GatewayError) -> PaymentError {
+    match err {
+        GatewayError::Refused { reason, retry_after_s } => PaymentError::Unavailable { reason, retry_after_s },
+        GatewayError::Failed(reason) => PaymentError::Unavailable { reason, retry_after_s: 1 },
+        GatewayError::Timeout => PaymentError::Unknown("the payment service did not answer in time".into()),
     }
 }
 
@@ -211,40 +206,23 @@ pub struct Charge {
 }
 
 impl Handler<Charge> for PaymentActor {
-    type Result = ResponseFuture<Result<String, PaymentError>>;
+    type Result = ResponseActFuture<Self, Result<String, PaymentError>>;
 
     fn handle(&mut self, msg: Charge, _: &mut Self::Context) -> Self::Result {
-        let slot = match self.admit() {
-            Ok(slot) => slot,
-            Err(err) => return Box::pin(async move { Err(err) }),
-        };
-        let call = self.gateway.charge(msg.key, msg.order_id, msg.amount);
-        let timeout = self.timeout;
-        let stats = self.stats.clone();
-        Box::pin(async move {
-            let outcome = tokio::time::timeout(timeout, call).await;
-            drop(slot);
-            match outcome {
-                Ok(Ok(GatewayPayment::Captured { id })) => {
-                    stats.captured.fetch_add(1, Ordering::Relaxed);
-                    Ok(id)
-                }
-                Ok(Ok(GatewayPayment::Declined)) => {
-                    stats.declined.fetch_add(1, Ordering::Relaxed);
-                    Err(PaymentError::Declined)
-                }
-                // A key already refunded must not be charged again under a new order.
-                Ok(Ok(GatewayPayment::Refunded { .. })) => Err(PaymentError::Declined),
-                Ok(Err(GatewayError::Failed(reason))) => {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    Err(PaymentError::Unavailable { reason, retry_after_s: 1 })
-                }
-                Ok(Err(GatewayError::Timeout)) | Err(_) => {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    Err(PaymentError::Unknown("the gateway did not answer in time".into()))
-                }
+        let call = self.call(move |gateway| gateway.charge(msg.key, msg.order_id, msg.amount));
+        Box::pin(call.map(|result, act, _| match result {
+            Ok(GatewayPayment::Captured { id }) => {
+                act.stats.captured.fetch_add(1, Ordering::Relaxed);
+                Ok(id)
             }
-        })
+            Ok(GatewayPayment::Declined) => {
+                act.stats.declined.fetch_add(1, Ordering::Relaxed);
+                Err(PaymentError::Declined)
+            }
+            // A key already refunded must not be charged again under a new order.
+            Ok(GatewayPayment::Refunded { .. }) => Err(PaymentError::Declined),
+            Err(err) => Err(unrefuse(err)),
+        }))
     }
 }
 
@@ -256,32 +234,20 @@ pub struct Refund {
 }
 
 impl Handler<Refund> for PaymentActor {
-    type Result = ResponseFuture<Result<(), PaymentError>>;
+    type Result = ResponseActFuture<Self, Result<(), PaymentError>>;
 
     fn handle(&mut self, msg: Refund, _: &mut Self::Context) -> Self::Result {
-        let slot = match self.admit() {
-            Ok(slot) => slot,
-            Err(err) => return Box::pin(async move { Err(err) }),
-        };
-        let call = self.gateway.refund(msg.payment_id);
-        let timeout = self.timeout;
-        let stats = self.stats.clone();
-        Box::pin(async move {
-            let outcome = tokio::time::timeout(timeout, call).await;
-            drop(slot);
-            match outcome {
-                Ok(Ok(())) => {
-                    stats.refunded.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
-                }
-                Ok(Err(err)) => Err(PaymentError::Unavailable { reason: err.to_string(), retry_after_s: 1 }),
-                Err(_) => Err(PaymentError::Unknown("refund timed out".into())),
+        let call = self.call(move |gateway| gateway.refund(msg.payment_id));
+        Box::pin(call.map(|result, act, _| {
+            if result.is_ok() {
+                act.stats.refunded.fetch_add(1, Ordering::Relaxed);
             }
-        })
+            result.map_err(unrefuse)
+        }))
     }
 }
 
-/// What the gateway knows of `key` (used by recovery to reconcile intents).
+/// What the gateway knows of `key` (reconciliation).
 #[derive(Message)]
 #[rtype(result = "Result<Option<GatewayPayment>, PaymentError>")]
 pub struct Lookup {
@@ -289,62 +255,28 @@ pub struct Lookup {
 }
 
 impl Handler<Lookup> for PaymentActor {
-    type Result = ResponseFuture<Result<Option<GatewayPayment>, PaymentError>>;
+    type Result = ResponseActFuture<Self, Result<Option<GatewayPayment>, PaymentError>>;
 
     fn handle(&mut self, msg: Lookup, _: &mut Self::Context) -> Self::Result {
-        let call = self.gateway.lookup(msg.key);
-        let timeout = self.timeout;
-        Box::pin(async move {
-            match tokio::time::timeout(timeout, call).await {
-                Ok(Ok(found)) => Ok(found),
-                Ok(Err(err)) => Err(PaymentError::Unavailable { reason: err.to_string(), retry_after_s: 1 }),
-                Err(_) => Err(PaymentError::Unknown("lookup timed out".into())),
-            }
-        })
+        Box::pin(self.call(move |gateway| gateway.lookup(msg.key)).map(|result, _, _| result.map_err(unrefuse)))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SimulatedSettings;
+    use crate::gateway::SimulatedGateway;
 
-    fn gateway(decline_rate: f64, fail_rate: f64) -> SimulatedGateway {
-        SimulatedGateway::new(SimulatedSettings { latency_ms: 0, decline_rate, fail_rate })
-    }
-
-    #[tokio::test]
-    async fn same_key_returns_the_same_payment() {
-        let gateway = gateway(0.0, 0.0);
-        let first = gateway.charge("k".into(), "o".into(), 10).await.unwrap();
-        let second = gateway.charge("k".into(), "o".into(), 10).await.unwrap();
-        assert_eq!(first, second);
-        let other = gateway.charge("k2".into(), "o2".into(), 10).await.unwrap();
-        assert_ne!(first, other);
-        assert_eq!(gateway.lookup("k".into()).await.unwrap(), Some(first));
-    }
-
-    #[tokio::test]
-    async fn knobs_decline_and_fail() {
-        assert_eq!(gateway(1.0, 0.0).charge("k".into(), "o".into(), 1).await.unwrap(), GatewayPayment::Declined);
-        assert!(gateway(0.0, 1.0).charge("k".into(), "o".into(), 1).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn refund_is_recorded_and_idempotent() {
-        let gateway = gateway(0.0, 0.0);
-        let GatewayPayment::Captured { id } = gateway.charge("k".into(), "o".into(), 1).await.unwrap() else {
-            panic!("expected a capture");
-        };
-        gateway.refund(id.clone()).await.unwrap();
-        gateway.refund(id.clone()).await.unwrap();
-        assert_eq!(gateway.lookup("k".into()).await.unwrap(), Some(GatewayPayment::Refunded { id }));
+    fn breaker(max_concurrent: usize) -> BreakerSettings {
+        BreakerSettings { max_concurrent, ..BreakerSettings::default() }
     }
 
     #[actix::test]
     async fn bulkhead_refuses_excess_at_once() {
         let stats = Arc::new(PaymentStats::default());
         let slow = SimulatedGateway::new(SimulatedSettings { latency_ms: 300, decline_rate: 0.0, fail_rate: 0.0 });
-        let actor = PaymentActor::new(Arc::new(slow), Duration::from_secs(2), 2, stats.clone()).start();
+        let actor = PaymentActor::new(Arc::new(slow), Duration::from_secs(2), breaker(2), stats.clone()).start();
         let calls: Vec<_> = (0..4)
             .map(|n| actor.send(Charge { key: format!("k{n}"), order_id: "o".into(), amount: 1 }))
             .collect();
@@ -363,8 +295,33 @@ mod tests {
     async fn a_slow_gateway_is_an_unknown_outcome() {
         let stats = Arc::new(PaymentStats::default());
         let slow = SimulatedGateway::new(SimulatedSettings { latency_ms: 500, decline_rate: 0.0, fail_rate: 0.0 });
-        let actor = PaymentActor::new(Arc::new(slow), Duration::from_millis(50), 8, stats).start();
+        let actor = PaymentActor::new(Arc::new(slow), Duration::from_millis(50), breaker(8), stats).start();
         let result = actor.send(Charge { key: "k".into(), order_id: "o".into(), amount: 1 }).await.unwrap();
         assert!(matches!(result, Err(PaymentError::Unknown(_))), "{result:?}");
+    }
+
+    #[actix::test]
+    async fn an_open_breaker_refuses_at_once_with_retry_after() {
+        let stats = Arc::new(PaymentStats::default());
+        let failing = SimulatedGateway::new(SimulatedSettings { latency_ms: 0, decline_rate: 0.0, fail_rate: 1.0 });
+        let settings = BreakerSettings { window: 4, min_calls: 4, open_ms: 3_000, ..BreakerSettings::default() };
+        let actor = PaymentActor::new(Arc::new(failing), Duration::from_secs(1), settings, stats.clone()).start();
+        for n in 0..4 {
+            let result = actor.send(Charge { key: format!("k{n}"), order_id: "o".into(), amount: 1 }).await.unwrap();
+            assert!(matches!(result, Err(PaymentError::Unavailable { .. })));
+        }
+        assert_eq!(stats.breaker(), BreakerState::Open);
+        let started = Instant::now();
+        let result = actor.send(Charge { key: "k9".into(), order_id: "o".into(), amount: 1 }).await.unwrap();
+        assert!(started.elapsed() < Duration::from_millis(50));
+        match result {
+            Err(PaymentError::Unavailable { retry_after_s, reason }) => {
+                assert_eq!(retry_after_s, 3);
+                assert!(reason.contains("circuit"));
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(stats.open_retry_after_s(), Some(3));
+        assert_eq!(stats.rejected.load(Ordering::Relaxed), 1);
     }
 }

@@ -113,6 +113,11 @@ pub async fn place_order(engine: Arc<Engine>, keys: Arc<InFlightKeys>, headers: 
             Begin::InFlight => return Err(ApiError::RequestInFlight),
         },
     };
+    // An open breaker refuses before anything is written or charged.
+    if let Some(retry_after_s) = engine.payment_stats.open_retry_after_s() {
+        engine.payment_stats.rejected.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::PaymentUnavailable { reason: "the payment circuit is open".into(), retry_after_s });
+    }
     if engine.directory.len() >= engine.settings.orders.max_live {
         return Err(ApiError::overloaded("too many orders in progress"));
     }
@@ -294,8 +299,8 @@ pub async fn stats(engine: Arc<Engine>) -> Reply {
             "paused": count(StationState::Paused),
         },
         "payment": {
-            // The circuit breaker arrives with the payment issue; until then it never opens.
-            "breaker": "closed",
+            "breaker": payment.breaker().as_str(),
+            "breaker_transitions": payment.breaker_transitions.load(Ordering::Relaxed),
             "in_flight": payment.in_flight.load(Ordering::Relaxed),
             "rejected": payment.rejected.load(Ordering::Relaxed),
             "captured": payment.captured.load(Ordering::Relaxed),

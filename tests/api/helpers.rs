@@ -1,5 +1,8 @@
 //! `spawn_app()` and a client with one method per endpoint.
 
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crema::app::App;
@@ -163,4 +166,71 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A real `crema` process (`serve` or `payment-sim`), killed when dropped.
+pub struct Process {
+    child: Child,
+    pub base: String,
+}
+
+impl Process {
+    /// Runs `crema ARGS` with `envs` and waits for its "listening on" line.
+    pub fn start(args: &[&str], envs: &[(&str, &str)]) -> Process {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_crema"));
+        command.args(args).env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit());
+        for (key, value) in envs {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("crema starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx.recv_timeout(Duration::from_secs(120)).expect("crema prints its address");
+        let base = line.rsplit(' ').next().unwrap_or_default().trim().to_owned();
+        assert!(base.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
+        Process { child, base }
+    }
+
+    /// `crema serve` on port 0 over `data`, with fast baristas and `envs` on top.
+    pub fn crema(data: &Path, envs: &[(&str, &str)]) -> Process {
+        let mut all = vec![("CREMA_BARISTA__BREW_SCALE", "0.05"), ("CREMA_BARISTA__STATIONS", "2")];
+        all.extend_from_slice(envs);
+        Process::start(&["serve", "--bind", "127.0.0.1:0", "--data", data.to_str().unwrap()], &all)
+    }
+
+    /// `crema payment-sim` on `port` over `data`, with extra flags.
+    pub fn payment_sim(port: u16, data: &Path, flags: &[&str]) -> Process {
+        let bind = format!("127.0.0.1:{port}");
+        let mut args = vec!["payment-sim", "--bind", &bind, "--data", data.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        Process::start(&args, &[])
+    }
+
+    pub fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

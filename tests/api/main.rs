@@ -5,5 +5,6 @@ mod hardening;
 mod helpers;
 mod idempotency;
 mod orders;
+mod payment;
 mod recovery;
 mod validation;

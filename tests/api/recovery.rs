@@ -2,71 +2,19 @@
 //! snapshot that does not decode.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{order_body, spawn_app_with, test_settings, wait_until};
-
-/// A `crema serve` process on a port of its choosing.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    fn start(data: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_crema"))
-            .args(["serve", "--bind", "127.0.0.1:0", "--data"])
-            .arg(data)
-            .env("CREMA_BARISTA__BREW_SCALE", "0.05")
-            .env("CREMA_BARISTA__STATIONS", "2")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("crema starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx.recv_timeout(Duration::from_secs(120)).expect("crema prints its address");
-        let base = line.trim_start_matches("crema listening on ").trim().to_owned();
-        assert!(base.starts_with("http://127.0.0.1:"), "unexpected first line {line:?}");
-        Server { child, base }
-    }
-
-    fn kill_9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        // SAFETY: kill(2) on our own child's pid has no memory effects.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
+use crate::helpers::{order_body, spawn_app_with, test_settings, wait_until, Process};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_order_survives_kill_9_and_is_made_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data);
+    let server = Process::crema(&data, &[]);
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let acknowledged: Arc<Mutex<Vec<Value>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
@@ -109,7 +57,7 @@ async fn every_acknowledged_order_survives_kill_9_and_is_made_after_restart() {
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
 
-    let server = Server::start(&data);
+    let server = Process::crema(&data, &[]);
     let base = server.base.clone();
     for order in &acknowledged {
         let id = order["id"].as_str().unwrap();
