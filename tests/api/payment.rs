@@ -220,7 +220,9 @@ async fn kill_9_with_charges_in_flight_leaves_no_orphan_charge() {
         }
     }
     assert!(charges_by_order.values().all(|count| *count == 1), "an order was charged twice");
-    for payment in ledger(&client, &sim.base, "refunded").await {
+    let refunded = ledger(&client, &sim.base, "refunded").await;
+    eprintln!("after kill -9: {} acknowledged, {} charges, {} refunded as orphans", acknowledged.len(), keys.len(), refunded.len());
+    for payment in refunded {
         let id = payment["order_id"].as_str().unwrap();
         let response = client.get(format!("{base}/orders/{id}")).send().await.unwrap();
         assert_eq!(response.status(), 404, "a refunded charge belongs to an established order: {payment}");
