@@ -234,3 +234,51 @@ impl Drop for Process {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// Places orders from `workers` concurrent clients against `base` until at
+/// least `count` are acknowledged, then kills `server` with SIGKILL mid-stream.
+/// Returns every order that got a 201 before the kill.
+pub async fn orders_until_killed(server: Process, workers: usize, count: usize) -> Vec<Value> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let acknowledged: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let menu = ["americano", "latte", "espresso", "cold_brew"];
+    let mut clients = Vec::new();
+    for worker in 0..workers {
+        let (client, base, acknowledged, stop) = (client.clone(), server.base.clone(), acknowledged.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let body = order_body(&[(menu[(worker + n) % menu.len()], 1 + (n % 3) as u32)]);
+                let sent = client
+                    .post(format!("{base}/orders"))
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status() == 201 => {
+                        if let Ok(order) = response.json::<Value>().await {
+                            acknowledged.lock().unwrap().push(order);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+        }));
+    }
+    let enough = wait_until(Duration::from_secs(60), || async { (acknowledged.lock().unwrap().len() >= count).then_some(()) }).await;
+    assert!(enough.is_some(), "{count} orders should be acknowledged within a minute");
+    server.kill_9();
+    stop.store(true, Ordering::Relaxed);
+    for task in clients {
+        task.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    acknowledged
+}

@@ -2,14 +2,13 @@
 //! slowed, and with crema killed while charges are in flight.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crema::config::GatewayKind;
 use serde_json::{json, Value};
 
-use crate::helpers::{free_port, order_body, spawn_app_with, wait_until, Process, TestApp};
+use crate::helpers::{free_port, orders_until_killed, spawn_app_with, wait_until, Process, TestApp};
 
 async fn crema_against(payment_url: String, configure: impl FnOnce(&mut crema::config::Settings)) -> TestApp {
     spawn_app_with(move |settings| {
@@ -154,40 +153,8 @@ async fn kill_9_with_charges_in_flight_leaves_no_orphan_charge() {
         ("CREMA_PAYMENT__TIMEOUT_MS", "2000"),
     ];
     let crema = Process::crema(&data, &envs);
+    let acknowledged = orders_until_killed(crema, 16, 100).await;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let acknowledged: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for _ in 0..16 {
-        let (client, base, acknowledged, stop) = (client.clone(), crema.base.clone(), acknowledged.clone(), stop.clone());
-        clients.push(tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let sent = client
-                    .post(format!("{base}/orders"))
-                    .header("content-type", "application/json")
-                    .body(order_body(&[("latte", 1)]).to_string())
-                    .send()
-                    .await;
-                match sent {
-                    Ok(response) if response.status() == 201 => {
-                        if let Ok(order) = response.json::<Value>().await {
-                            acknowledged.lock().unwrap().push(order);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-        }));
-    }
-    let enough = wait_until(Duration::from_secs(60), || async { (acknowledged.lock().unwrap().len() >= 100).then_some(()) }).await;
-    assert!(enough.is_some(), "100 orders within a minute");
-    crema.kill_9();
-    stop.store(true, Ordering::Relaxed);
-    for task in clients {
-        task.await.unwrap();
-    }
-    let acknowledged = acknowledged.lock().unwrap().clone();
 
     let crema = Process::crema(&data, &envs);
     let base = crema.base.clone();

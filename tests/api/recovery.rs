@@ -2,60 +2,19 @@
 //! snapshot that does not decode.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{order_body, spawn_app_with, test_settings, wait_until, Process};
+use crate::helpers::{orders_until_killed, spawn_app_with, test_settings, wait_until, Process};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_order_survives_kill_9_and_is_made_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let server = Process::crema(&data, &[]);
+    let acknowledged = orders_until_killed(server, 8, 150).await;
     let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
-    let acknowledged: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let menu = ["americano", "latte", "espresso", "cold_brew"];
-    let mut clients = Vec::new();
-    for worker in 0..8 {
-        let (client, base, acknowledged, stop) = (client.clone(), server.base.clone(), acknowledged.clone(), stop.clone());
-        clients.push(tokio::spawn(async move {
-            let mut n = 0;
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                let body = order_body(&[(menu[(worker + n) % menu.len()], 1 + (n % 3) as u32)]);
-                let sent = client
-                    .post(format!("{base}/orders"))
-                    .header("content-type", "application/json")
-                    .body(body.to_string())
-                    .send()
-                    .await;
-                match sent {
-                    Ok(response) if response.status() == 201 => {
-                        if let Ok(order) = response.json::<Value>().await {
-                            acknowledged.lock().unwrap().push(order);
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-        }));
-    }
-    let enough = wait_until(Duration::from_secs(60), || async {
-        (acknowledged.lock().unwrap().len() >= 150).then_some(())
-    })
-    .await;
-    assert!(enough.is_some(), "150 orders should be acknowledged within a minute");
-    server.kill_9();
-    stop.store(true, Ordering::Relaxed);
-    for task in clients {
-        task.await.unwrap();
-    }
-    let acknowledged = acknowledged.lock().unwrap().clone();
 
     let server = Process::crema(&data, &[]);
     let base = server.base.clone();
