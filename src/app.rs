@@ -77,7 +77,8 @@ impl App {
         };
 
         let (stop_server, stopped) = oneshot::channel::<()>();
-        let limits = ServerLimits::from(&engine.settings.server);
+        let mut limits = ServerLimits::from(&engine.settings.server);
+        limits.metrics = Some(engine.http_metrics.clone());
         let routes = http::routes::routes(engine.clone());
         let server = tokio::spawn(http::serve(listener, routes, limits, async {
             let _ = stopped.await;

@@ -14,6 +14,7 @@ pub mod config;
 pub mod domain;
 pub mod gateway;
 pub mod http;
+pub mod metrics;
 pub mod payment_sim;
 pub mod persistence;
 pub mod telemetry;

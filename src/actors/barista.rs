@@ -118,6 +118,8 @@ struct Station {
     current: Option<Ticket>,
     /// The auto station's brewing timer, cancelled on pause or abort.
     timer: Option<SpawnHandle>,
+    /// When it took its current ticket.
+    started_ms: u64,
     made: u64,
 }
 
@@ -148,7 +150,7 @@ pub struct BaristaPool {
 impl BaristaPool {
     pub fn new(stations: usize, mode: StationMode, brew_scale: f64, admission: Arc<Admission>) -> Self {
         let stations = (1..=stations)
-            .map(|n| Station { id: format!("bar-{n}"), mode, paused: false, current: None, timer: None, made: 0 })
+            .map(|n| Station { id: format!("bar-{n}"), mode, paused: false, current: None, timer: None, started_ms: 0, made: 0 })
             .collect();
         BaristaPool { queue: VecDeque::new(), stations, brew_scale, admission }
     }
@@ -178,6 +180,7 @@ impl BaristaPool {
     fn start(&mut self, index: usize, ticket: Ticket, ctx: &mut Context<Self>) {
         self.admission.release();
         let station = &mut self.stations[index];
+        station.started_ms = now_ms();
         tell(ctx, &ticket.owner, TicketStarted { station: station.id.clone() });
         if station.mode == StationMode::Auto {
             let brew = Duration::from_secs_f64(ticket.brew_ms as f64 * self.brew_scale / 1000.0);
@@ -211,6 +214,55 @@ impl BaristaPool {
             tell(ctx, &ticket.owner, TicketRequeued);
             self.insert(ticket);
         }
+    }
+}
+
+impl BaristaPool {
+    fn brew_ms(&self, ticket: &Ticket) -> u64 {
+        (ticket.brew_ms as f64 * self.brew_scale) as u64
+    }
+
+    /// When `order_id` should be ready: the queue ahead of it is handed, in
+    /// order, to whichever working station frees up first. `None` when it is
+    /// not here, or no station is working.
+    fn eta_of(&self, order_id: &str, now_ms: u64) -> Option<u64> {
+        let mut free_at: Vec<u64> = Vec::new();
+        for station in self.stations.iter().filter(|station| !station.paused) {
+            match &station.current {
+                Some(ticket) => {
+                    let done = (station.started_ms + self.brew_ms(ticket)).max(now_ms);
+                    if ticket.order_id == order_id {
+                        return Some(done);
+                    }
+                    free_at.push(done);
+                }
+                None => free_at.push(now_ms),
+            }
+        }
+        for ticket in &self.queue {
+            let (slot, start) = free_at.iter().copied().enumerate().min_by_key(|(_, at)| *at)?;
+            let done = start + self.brew_ms(ticket);
+            if ticket.order_id == order_id {
+                return Some(done);
+            }
+            free_at[slot] = done;
+        }
+        None
+    }
+}
+
+/// When the order should be ready, in ms since the epoch (see `eta_of`).
+#[derive(Message)]
+#[rtype(result = "Option<u64>")]
+pub struct EtaOf {
+    pub order_id: String,
+}
+
+impl Handler<EtaOf> for BaristaPool {
+    type Result = Option<u64>;
+
+    fn handle(&mut self, msg: EtaOf, _: &mut Self::Context) -> Option<u64> {
+        self.eta_of(&msg.order_id, now_ms())
     }
 }
 

@@ -12,15 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::broadcast;
 
 use super::barista::{Admission, BaristaPool};
 use super::directory::Directory;
 use super::order::OrderActor;
 use super::payment::{PaymentActor, PaymentStats};
-use super::projection::{OrderChanged, Projection, EVENT_BUFFER};
+use super::event_log::EventLog;
+use super::projection::Projection;
 use crate::config::{GatewayKind, Settings};
 use crate::gateway::{HttpGateway, PaymentGateway, SimulatedGateway};
+use crate::metrics::HttpMetrics;
 use crate::domain::{Menu, Order, OrderStatus};
 use crate::persistence::{Store, StoreError, StoreWriter};
 
@@ -78,7 +79,7 @@ pub struct Engine {
     pub pool: Addr<BaristaPool>,
     pub admission: Arc<Admission>,
     pub projection: Addr<Projection>,
-    pub events: broadcast::Sender<OrderChanged>,
+    pub events: EventLog,
     pub directory: Directory,
     /// The next ticket's place in the queue; recovery starts it past the largest on disk.
     queue_seq: AtomicU64,
@@ -86,6 +87,7 @@ pub struct Engine {
     next_arbiter: AtomicUsize,
     /// Recovery has finished: `/readyz` is 200 and commands are accepted.
     pub ready: AtomicBool,
+    pub http_metrics: Arc<HttpMetrics>,
 }
 
 impl Engine {
@@ -117,7 +119,7 @@ impl Engine {
             let admission = admission.clone();
             BaristaPool::start_in_arbiter(system.core(), move |_| BaristaPool::new(stations, mode, scale, admission))
         };
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let events = EventLog::default();
         let projection = {
             let store = store.clone();
             let receiver = events.subscribe();
@@ -139,6 +141,7 @@ impl Engine {
             order_arbiters: system.orders.clone(),
             next_arbiter: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
+            http_metrics: Arc::default(),
         }))
     }
 
@@ -164,7 +167,7 @@ impl Engine {
     /// Tells the read side about a durable change. Never blocks: with no
     /// reader the event is simply dropped.
     pub fn publish(&self, order: &Order, previous: Option<OrderStatus>) {
-        let _ = self.events.send(OrderChanged { order: Arc::new(order.clone()), previous });
+        self.events.publish(order, previous);
     }
 
     /// The actor of order `id`, reviving it from its snapshot if it was

@@ -15,6 +15,7 @@ pub mod barista;
 pub mod breaker;
 pub mod directory;
 pub mod engine;
+pub mod event_log;
 pub mod order;
 pub mod payment;
 pub mod projection;

@@ -18,13 +18,12 @@ use crate::domain::time::now_ms;
 use crate::domain::{Order, OrderStatus};
 use crate::persistence::Store;
 
-/// Capacity of the order-event broadcast; a reader further behind is told it lagged.
-pub const EVENT_BUFFER: usize = 16_384;
-
 /// One order's change of state, published after it is durable.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct OrderChanged {
+    /// Position in the event log (`GET /events` uses it as the SSE id).
+    pub seq: u64,
     pub order: Arc<Order>,
     /// The status before, `None` for a newly established order.
     pub previous: Option<OrderStatus>,

@@ -16,7 +16,7 @@ use warp::reply::Response;
 use super::error::ApiError;
 use super::idempotency::{self, Begin, InFlightKeys};
 use super::views::{OrderView, TicketJson};
-use crate::actors::barista::{self, ListQueue, ListStations, StationState};
+use crate::actors::barista::{self, EtaOf, ListQueue, ListStations, StationState};
 use crate::actors::engine::Engine;
 use crate::actors::order::{Cancel, GetOrder, OrderActor, Pickup, Place};
 use crate::actors::projection::GetStats;
@@ -43,6 +43,15 @@ fn created(order: &Order) -> Response {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
+}
+
+/// Fills in `eta` for an order not yet ready, from the pool's view of the queue.
+pub async fn with_eta(engine: &Engine, mut order: Order) -> Order {
+    if order.status.holds_ticket() {
+        let ask = engine.pool.send(EtaOf { order_id: order.id.clone() }).timeout(Duration::from_secs(1));
+        order.eta_ms = ask.await.ok().flatten();
+    }
+    order
 }
 
 fn ask_timeout(engine: &Engine) -> Duration {
@@ -134,7 +143,7 @@ pub async fn place_order(engine: Arc<Engine>, keys: Arc<InFlightKeys>, headers: 
     // The actor gives the queue place back if placing fails; only a message
     // that never reached it leaves that to us.
     match actor.send(place).timeout(ask_timeout(&engine)).await {
-        Ok(Ok(order)) => Ok(created(&order)),
+        Ok(Ok(order)) => Ok(created(&with_eta(&engine, order).await)),
         Ok(Err(err)) => Err(err.into()),
         Err(actix::MailboxError::Closed) => {
             engine.admission.release();
@@ -144,22 +153,29 @@ pub async fn place_order(engine: Arc<Engine>, keys: Arc<InFlightKeys>, headers: 
     }
 }
 
-/// `GET /orders/{id}`: from the live actor's own state, else from its snapshot.
-pub async fn get_order(engine: Arc<Engine>, id: String) -> Reply {
-    if let Some(actor) = engine.directory.get(&id) {
-        match actor.send(GetOrder).timeout(ask_timeout(&engine)).await {
-            Ok(Some(order)) => return Ok(order_response(StatusCode::OK, &order)),
+/// The order as its actor holds it, else as its snapshot says; `None` if there is none.
+pub async fn current_order(engine: &Engine, id: &str) -> Result<Option<Order>, ApiError> {
+    if let Some(actor) = engine.directory.get(id) {
+        match actor.send(GetOrder).timeout(ask_timeout(engine)).await {
+            Ok(Some(order)) => return Ok(Some(order)),
             // Still being placed: not an order yet.
-            Ok(None) => return Err(ApiError::OrderNotFound),
+            Ok(None) => return Ok(None),
             // Passivating or busy: the snapshot is what it last persisted.
             Err(_) => {}
         }
     }
     let store = engine.store.clone();
-    let order = tokio::task::spawn_blocking(move || store.get_order(&id))
+    let id = id.to_owned();
+    tokio::task::spawn_blocking(move || store.get_order(&id))
         .await
-        .map_err(|err| ApiError::Internal(err.to_string()))??;
-    order.map(|order| order_response(StatusCode::OK, &order)).ok_or(ApiError::OrderNotFound)
+        .map_err(|err| ApiError::Internal(err.to_string()))?
+        .map_err(ApiError::from)
+}
+
+/// `GET /orders/{id}`: from the live actor's own state, else from its snapshot.
+pub async fn get_order(engine: Arc<Engine>, id: String) -> Reply {
+    let order = current_order(&engine, &id).await?.ok_or(ApiError::OrderNotFound)?;
+    Ok(order_response(StatusCode::OK, &with_eta(&engine, order).await))
 }
 
 #[derive(Clone, Copy)]
@@ -317,6 +333,46 @@ pub async fn stats(engine: Arc<Engine>) -> Reply {
         },
     });
     Ok(json(StatusCode::OK, &body))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(engine: Arc<Engine>) -> Reply {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(16 * 1024);
+    engine.http_metrics.render(&mut out);
+    let payment = &engine.payment_stats;
+    let breaker = payment.breaker();
+    out.push_str("# HELP crema_payment_breaker_state 1 for the breaker's current state.\n# TYPE crema_payment_breaker_state gauge\n");
+    for state in ["closed", "open", "half_open"] {
+        let _ = writeln!(out, "crema_payment_breaker_state{{state=\"{state}\"}} {}", u8::from(breaker.as_str() == state));
+    }
+    let counters = [
+        ("crema_payment_breaker_transitions_total", "Breaker state changes.", &payment.breaker_transitions),
+        ("crema_payment_rejected_total", "Gateway calls refused by the bulkhead or the breaker.", &payment.rejected),
+        ("crema_payment_captured_total", "Charges captured.", &payment.captured),
+        ("crema_payment_declined_total", "Charges declined.", &payment.declined),
+        ("crema_payment_failed_total", "Gateway calls that failed or timed out.", &payment.failed),
+        ("crema_payment_refunded_total", "Refunds made.", &payment.refunded),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+    }
+    let gauges = [
+        ("crema_payment_in_flight", "Gateway calls in flight.", payment.in_flight.load(Ordering::Relaxed) as usize),
+        ("crema_queue_depth", "Tickets waiting for a station, including places reserved.", engine.admission.used()),
+        ("crema_live_order_actors", "Order actors alive.", engine.directory.len()),
+    ];
+    for (name, help, value) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    }
+    let writer = engine.writer.stats();
+    out.push_str("# HELP crema_store_group_size Requests committed per RocksDB write (group commit).\n# TYPE crema_store_group_size histogram\n");
+    writer.group_sizes.render(&mut out, "crema_store_group_size", "", 1.0);
+    out.push_str("# HELP crema_store_write_duration_seconds One group's write, WAL sync included.\n# TYPE crema_store_write_duration_seconds histogram\n");
+    writer.write_us.render(&mut out, "crema_store_write_duration_seconds", "", 1e6);
+    let mut response = Response::new(out.into());
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    Ok(response)
 }
 
 pub async fn healthz() -> Reply {

@@ -6,8 +6,10 @@
 pub mod error;
 pub mod handlers;
 pub mod idempotency;
+pub mod pages;
 pub mod routes;
 pub mod server;
+pub mod sse;
 pub mod views;
 
 pub use error::ApiError;

@@ -17,6 +17,7 @@ use warp::{Filter, Rejection, Reply as _};
 use super::error::ApiError;
 use super::handlers::{self, Command, Reply, StationAction};
 use super::idempotency::InFlightKeys;
+use super::{pages, sse};
 use crate::actors::engine::Engine;
 
 fn render(result: Reply) -> Response {
@@ -60,6 +61,7 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
 
     let menu = warp::path!("menu").and(warp::get()).and(with_engine.clone()).then(handlers::menu);
 
+    let order_metrics = engine.http_metrics.clone();
     let place = warp::path!("orders")
         .and(warp::post())
         .and(with_engine.clone())
@@ -106,12 +108,26 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
     };
     let queue = warp::path!("queue").and(warp::get()).and(with_engine.clone()).then(handlers::queue);
     let stats = warp::path!("stats").and(warp::get()).and(with_engine.clone()).then(handlers::stats);
+    let metrics = warp::path!("metrics").and(warp::get()).and(with_engine.clone()).then(handlers::metrics);
+    let order_events = warp::path!("orders" / String / "events")
+        .and(warp::get())
+        .and(with_engine.clone())
+        .then(|id, engine| sse::order_events(engine, id));
+    let all_events = warp::path!("events")
+        .and(warp::get())
+        .and(with_engine.clone())
+        .and(warp::header::optional::<u64>("last-event-id"))
+        .then(sse::all_events);
     let healthz = warp::path!("healthz").and(warp::get()).then(handlers::healthz);
     let readyz = warp::path!("readyz").and(warp::get()).and(with_engine.clone()).then(handlers::readyz);
 
-    menu.map(render)
-        .or(place.map(render))
-        .unify()
+    let place = place.map(render).map(move |response: Response| {
+        order_metrics.order_outcome(response.status().as_u16());
+        response
+    });
+    // Grouped and boxed: one long `or` chain makes warp's types (and the
+    // compiler's work) grow with every route.
+    let orders = place
         .or(list.map(render))
         .unify()
         .or(get.map(render))
@@ -120,8 +136,11 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(pickup.map(render))
         .unify()
-        .or(stations.map(render))
+        .or(order_events.map(render))
         .unify()
+        .boxed();
+    let baristas = stations
+        .map(render)
         .or(station_action("pause", StationAction::Pause).map(render))
         .unify()
         .or(station_action("resume", StationAction::Resume).map(render))
@@ -132,11 +151,26 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(queue.map(render))
         .unify()
+        .boxed();
+    let operations = menu
+        .map(render)
+        .or(all_events.map(render))
+        .unify()
         .or(stats.map(render))
+        .unify()
+        .or(metrics.map(render))
         .unify()
         .or(healthz.map(render))
         .unify()
         .or(readyz.map(render))
+        .unify()
+        .boxed();
+    orders
+        .or(baristas)
+        .unify()
+        .or(operations)
+        .unify()
+        .or(pages::routes())
         .unify()
         .recover(recover)
         .unify()

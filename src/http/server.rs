@@ -11,7 +11,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -26,6 +26,7 @@ use warp::reply::Response;
 
 use super::error::ApiError;
 use crate::config::ServerSettings;
+use crate::metrics::{route_of, HttpMetrics};
 
 #[derive(Debug, Clone)]
 pub struct ServerLimits {
@@ -33,6 +34,8 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Where request latencies go, if anywhere.
+    pub metrics: Option<Arc<HttpMetrics>>,
 }
 
 impl From<&ServerSettings> for ServerLimits {
@@ -42,6 +45,7 @@ impl From<&ServerSettings> for ServerLimits {
             header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
             request_timeout: Duration::from_millis(settings.request_timeout_ms),
             shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
+            metrics: None,
         }
     }
 }
@@ -83,14 +87,22 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let service = service.clone();
         let request_timeout = limits.request_timeout;
+        let metrics = limits.metrics.clone();
         let handler = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let mut service = service.clone();
+            let metrics = metrics.clone();
+            let route = route_of(request.method(), request.uri().path());
+            let started = Instant::now();
             async move {
-                match tokio::time::timeout(request_timeout, service.call(request)).await {
-                    Ok(Ok(response)) => Ok::<Response, Infallible>(response),
+                let response = match tokio::time::timeout(request_timeout, service.call(request)).await {
+                    Ok(Ok(response)) => response,
                     Ok(Err(never)) => match never {},
-                    Err(_) => Ok(ApiError::Timeout.into_response()),
+                    Err(_) => ApiError::Timeout.into_response(),
+                };
+                if let Some(metrics) = metrics {
+                    metrics.latency[route].observe(started.elapsed().as_micros() as u64);
                 }
+                Ok::<Response, Infallible>(response)
             }
         });
         let connection = http1::Builder::new()

@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::store::{Batch, Op, Store, StoreError};
 use crate::config::Durability;
+use crate::metrics::{Histogram, GROUP_SIZES, LATENCY_US};
 
 enum Request {
     Commit { batch: Batch, reply: oneshot::Sender<Result<(), StoreError>> },
@@ -29,12 +30,27 @@ enum Request {
 }
 
 /// Counters for `/stats` and `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStats {
     pub groups: AtomicU64,
     pub requests: AtomicU64,
-    pub write_us_total: AtomicU64,
     pub largest_group: AtomicU64,
+    /// Requests per group.
+    pub group_sizes: Histogram,
+    /// Time of one group's RocksDB write (with its WAL sync), µs.
+    pub write_us: Histogram,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        WriterStats {
+            groups: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            largest_group: AtomicU64::new(0),
+            group_sizes: Histogram::new(GROUP_SIZES),
+            write_us: Histogram::new(LATENCY_US),
+        }
+    }
 }
 
 /// A handle to the store writer; cheap to clone.
@@ -119,7 +135,8 @@ fn run(store: Store, mut rx: mpsc::Receiver<Request>, durability: Durability, ma
         let size = group.len() as u64;
         stats.groups.fetch_add(1, Ordering::Relaxed);
         stats.requests.fetch_add(size, Ordering::Relaxed);
-        stats.write_us_total.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        stats.write_us.observe(started.elapsed().as_micros() as u64);
+        stats.group_sizes.observe(size);
         stats.largest_group.fetch_max(size, Ordering::Relaxed);
         for (_, reply) in group.drain(..) {
             // A requester that gave up waiting is not an error of the writer.

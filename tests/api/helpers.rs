@@ -31,7 +31,7 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    crema::telemetry::init();
+    crema::telemetry::init_for_tests();
     let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(dir.path());
     configure(&mut settings);

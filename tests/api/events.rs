@@ -1,0 +1,151 @@
+//! The read side: server-sent events, ETAs and Prometheus metrics.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::helpers::{spawn_app_with, TestApp};
+
+/// Reads server-sent events from `response` until `count` have arrived (or the stream ends).
+async fn read_events(response: &mut Option<reqwest::Response>, count: usize) -> Vec<(String, String, Value)> {
+    let response = response.take().unwrap();
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    while events.len() < count {
+        let chunk = match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
+            Ok(Some(chunk)) => chunk.unwrap(),
+            Ok(None) => break,
+            Err(_) => panic!("no event within 10 s; got {events:?}"),
+        };
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let (mut name, mut id, mut data) = (String::new(), String::new(), String::new());
+            for line in block.lines() {
+                if let Some(value) = line.strip_prefix("event:") {
+                    name = value.trim().to_owned();
+                } else if let Some(value) = line.strip_prefix("id:") {
+                    id = value.trim().to_owned();
+                } else if let Some(value) = line.strip_prefix("data:") {
+                    data.push_str(value.trim());
+                }
+            }
+            if !name.is_empty() {
+                events.push((name, id, serde_json::from_str(&data).unwrap_or(Value::Null)));
+            }
+        }
+    }
+    events
+}
+
+async fn manual_app() -> TestApp {
+    spawn_app_with(|settings| {
+        settings.barista.mode = crema::config::StationMode::Manual;
+        settings.barista.stations = 1;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_stream_starts_with_the_current_state_and_ends_when_settled() {
+    let app = manual_app().await;
+    let order = app.place_ok(&[("latte", 1)]).await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    let response = app.get(&format!("/orders/{id}/events")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut response = Some(response);
+    let reader = tokio::spawn(async move { read_events(&mut response, 10).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.station("bar-1", "next").await.status(), 200);
+    assert_eq!(app.station("bar-1", "done").await.status(), 200);
+    app.wait_for(&id, "ready", Duration::from_secs(5)).await;
+    assert_eq!(app.pickup(&id).await.status(), 200);
+    let events = reader.await.unwrap();
+    let statuses: Vec<&str> = events.iter().map(|(_, _, order)| order["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["queued", "brewing", "ready", "picked_up"], "{events:?}");
+    let ids: Vec<u64> = events.iter().map(|(_, id, _)| id.parse().unwrap()).collect();
+    assert_eq!(ids, [2, 3, 4, 5], "the SSE id is the order's version");
+    assert!(events.iter().all(|(name, _, _)| name == "status"));
+    assert_eq!(app.get("/orders/nope/events").await.status(), 404);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_global_stream_replays_what_a_reconnecting_client_missed() {
+    let app = manual_app().await;
+    let first = app.place_ok(&[("latte", 1)]).await;
+    let mut response = Some(app.get("/events").await);
+    let reader = tokio::spawn(async move { read_events(&mut response, 1).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = app.place_ok(&[("espresso", 1)]).await;
+    let seen = reader.await.unwrap();
+    assert_eq!(seen[0].2["id"], second["id"]);
+    let last_id = seen[0].1.clone();
+    // Disconnected: two more changes happen.
+    app.station("bar-1", "next").await;
+    app.cancel(second["id"].as_str().unwrap()).await;
+    let response = app.client.get(app.url("/events")).header("last-event-id", &last_id).send().await.unwrap();
+    let missed = read_events(&mut Some(response), 3).await;
+    let changes: Vec<(String, String)> = missed
+        .iter()
+        .map(|(_, _, order)| (order["id"].as_str().unwrap().to_owned(), order["status"].as_str().unwrap().to_owned()))
+        .collect();
+    let first_id = first["id"].as_str().unwrap().to_owned();
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    assert_eq!(changes[0], (first_id, "brewing".to_owned()));
+    assert_eq!(changes[1], (second_id.clone(), "cancelled".to_owned()));
+    assert_eq!(changes[2].0, second_id, "then its refund");
+    let seqs: Vec<u64> = missed.iter().map(|(_, id, _)| id.parse().unwrap()).collect();
+    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]) && seqs[0] > last_id.parse().unwrap());
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_not_yet_ready_carry_an_eta_that_follows_the_queue() {
+    // One auto station; an americano takes 3000 ms × 0.5 = 1.5 s.
+    let app = spawn_app_with(|settings| {
+        settings.barista.stations = 1;
+        settings.barista.brew_scale = 0.5;
+    })
+    .await;
+    let first = app.place_ok(&[("americano", 1)]).await;
+    let second = app.place_ok(&[("americano", 1)]).await;
+    let eta = |order: &Value| chrono::DateTime::parse_from_rfc3339(order["eta"].as_str().expect("an eta")).unwrap();
+    let gap = eta(&second) - eta(&first);
+    assert!((1_300..=1_700).contains(&gap.num_milliseconds()), "the second waits one brew longer: {gap}");
+    app.pause_all().await;
+    let paused = app.order(second["id"].as_str().unwrap()).await;
+    assert!(paused["eta"].is_null(), "no working station, no estimate: {paused}");
+    app.resume_all().await;
+    let ready = app.wait_for(first["id"].as_str().unwrap(), "ready", Duration::from_secs(10)).await;
+    assert!(ready["eta"].is_null(), "a ready order needs no estimate");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_orders_by_outcome_and_time_requests() {
+    let app = spawn_app_with(|_| {}).await;
+    app.place_ok(&[("latte", 1)]).await;
+    app.place_ok(&[("latte", 1)]).await;
+    assert_eq!(app.place(&[("mocha", 1)]).await.status(), 400);
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = response.text().await.unwrap();
+    for expected in [
+        "crema_orders_total{status=\"201\"} 2",
+        "crema_orders_total{status=\"400\"} 1",
+        "crema_http_request_duration_seconds_count{route=\"place_order\"} 3",
+        "crema_payment_breaker_state{state=\"closed\"} 1",
+        "crema_payment_captured_total 2",
+        "crema_store_group_size_count",
+        "crema_store_write_duration_seconds_bucket",
+        "crema_queue_depth",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+    }
+    app.shutdown().await;
+}
