@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what building crema needs beyond the Rust toolchain: libclang for
-# the rocksdb crate's bindgen, and a C++ compiler for RocksDB itself.
+# Installs what building and testing crema needs beyond the Rust toolchain:
+# libclang for the rocksdb crate's bindgen, a C++ compiler for RocksDB itself,
+# and Chromium and Node.js for the browser tests.
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
@@ -8,6 +9,9 @@ need=()
 # libclang-cpp (often preinstalled) is not what bindgen loads: ask for the package itself.
 dpkg -s libclang-dev >/dev/null 2>&1 || need+=(libclang-dev)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
+# The browser tests drive Debian's Chromium (playwright-core downloads no browser).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 command -v make >/dev/null 2>&1 || need+=(make)
 
 if [ ${#need[@]} -eq 0 ]; then
