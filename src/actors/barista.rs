@@ -72,14 +72,14 @@ pub struct Ticket {
     pub owner: Addr<OrderActor>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TicketItem {
     pub menu_id: String,
     pub name: String,
     pub qty: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StationState {
     Idle,
@@ -88,7 +88,7 @@ pub enum StationState {
 }
 
 /// A station as shown by `GET /stations`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StationView {
     pub id: String,
     pub mode: StationMode,

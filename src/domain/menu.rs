@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// One thing a customer can order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MenuItem {
     /// Stable identifier used in orders (`americano`).
@@ -17,7 +17,7 @@ pub struct MenuItem {
 }
 
 /// The menu a café serves, in display order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Menu {
     pub currency: String,
     pub items: Vec<MenuItem>,

@@ -6,6 +6,7 @@
 pub mod error;
 pub mod handlers;
 pub mod idempotency;
+pub mod openapi;
 pub mod pages;
 pub mod routes;
 pub mod server;

@@ -109,6 +109,13 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
     let queue = warp::path!("queue").and(warp::get()).and(with_engine.clone()).then(handlers::queue);
     let stats = warp::path!("stats").and(warp::get()).and(with_engine.clone()).then(handlers::stats);
     let metrics = warp::path!("metrics").and(warp::get()).and(with_engine.clone()).then(handlers::metrics);
+    let openapi = warp::path!("openapi.json").and(warp::get()).map(|| {
+        let mut response = Response::new(super::openapi::document().into());
+        response
+            .headers_mut()
+            .insert(warp::http::header::CONTENT_TYPE, warp::http::HeaderValue::from_static("application/json"));
+        response
+    });
     let order_events = warp::path!("orders" / String / "events")
         .and(warp::get())
         .and(with_engine.clone())
@@ -159,6 +166,8 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .or(stats.map(render))
         .unify()
         .or(metrics.map(render))
+        .unify()
+        .or(openapi)
         .unify()
         .or(healthz.map(render))
         .unify()

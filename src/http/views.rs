@@ -6,7 +6,7 @@ use crate::actors::barista::{TicketItem, TicketView};
 use crate::domain::time::rfc3339;
 use crate::domain::{Order, OrderStatus, PaymentStatus};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderView<'a> {
     pub id: &'a str,
     pub customer: Option<&'a str>,
@@ -23,7 +23,7 @@ pub struct OrderView<'a> {
     pub history: Vec<HistoryView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LineView<'a> {
     pub menu_id: &'a str,
     pub name: &'a str,
@@ -32,13 +32,13 @@ pub struct LineView<'a> {
     pub line_total: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PaymentView {
     pub status: PaymentStatus,
     pub amount: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct HistoryView {
     pub seq: u64,
     pub status: OrderStatus,
@@ -79,7 +79,7 @@ impl<'a> From<&'a Order> for OrderView<'a> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TicketJson {
     pub order: String,
     pub items: Vec<TicketItem>,

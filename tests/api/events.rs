@@ -149,3 +149,54 @@ async fn metrics_count_orders_by_outcome_and_time_requests() {
     }
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_covers_every_route() {
+    let app = spawn_app_with(|settings| settings.barista.mode = crema::config::StationMode::Manual).await;
+    let order = app.place_ok(&[("latte", 1)]).await;
+    let id = order["id"].as_str().unwrap();
+    let doc = app.json("/openapi.json").await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let routes = [
+        ("get", "/menu", "/menu".to_owned()),
+        ("post", "/orders", "/orders".to_owned()),
+        ("get", "/orders", "/orders".to_owned()),
+        ("get", "/orders/{id}", format!("/orders/{id}")),
+        ("post", "/orders/{id}/pickup", format!("/orders/{id}/pickup")),
+        ("post", "/orders/{id}/cancel", format!("/orders/{id}/cancel")),
+        ("get", "/stations", "/stations".to_owned()),
+        ("post", "/stations/{id}/pause", "/stations/bar-1/pause".to_owned()),
+        ("post", "/stations/{id}/resume", "/stations/bar-1/resume".to_owned()),
+        ("post", "/stations/{id}/next", "/stations/bar-1/next".to_owned()),
+        ("post", "/stations/{id}/done", "/stations/bar-1/done".to_owned()),
+        ("get", "/queue", "/queue".to_owned()),
+        ("get", "/stats", "/stats".to_owned()),
+        ("get", "/metrics", "/metrics".to_owned()),
+        ("get", "/healthz", "/healthz".to_owned()),
+        ("get", "/readyz", "/readyz".to_owned()),
+        ("get", "/openapi.json", "/openapi.json".to_owned()),
+        ("get", "/", "/".to_owned()),
+        ("get", "/barista", "/barista".to_owned()),
+        ("get", "/dashboard", "/dashboard".to_owned()),
+    ];
+    for (method, template, concrete) in &routes {
+        assert!(doc["paths"][template][method].is_object(), "{method} {template} is not documented");
+        let request = match *method {
+            "get" => app.client.get(app.url(concrete)),
+            _ => app.client.post(app.url(concrete)).header("content-type", "application/json").body("{}"),
+        };
+        let response = request.send().await.unwrap();
+        let body = response.text().await.unwrap();
+        assert!(!body.contains("\"code\":\"not_found\""), "{method} {concrete} is documented but not routed");
+    }
+    for template in ["/orders/{id}/events", "/events"] {
+        assert!(doc["paths"][template]["get"].is_object(), "{template} is not documented");
+    }
+    let documented: usize = doc["paths"].as_object().unwrap().values().map(|item| item.as_object().unwrap().len()).sum();
+    assert_eq!(documented, routes.len() + 2, "a documented operation has no route in this test");
+    let order_schema = &doc["components"]["schemas"]["OrderView"]["properties"];
+    for field in ["id", "status", "items", "total", "payment", "eta", "version", "history"] {
+        assert!(order_schema[field].is_object(), "OrderView lacks {field}: {order_schema}");
+    }
+    app.shutdown().await;
+}

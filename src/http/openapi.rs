@@ -1,0 +1,173 @@
+//! `GET /openapi.json`: the OpenAPI 3 document of the API, generated with
+//! utoipa. Schemas are derived from the very types the handlers serialise
+//! (`views`, `domain`, `actors::barista`); each operation below is declared
+//! beside the route table it documents, and a test checks that every route
+//! in `routes` appears here.
+
+#![allow(dead_code)] // the functions exist only to carry `#[utoipa::path]`
+
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+
+use super::views::{OrderView, TicketJson};
+use crate::actors::barista::StationView;
+use crate::domain::{Menu, OrderRequest};
+
+/// An RFC 9457 problem document, as every error is answered.
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// Stable, snake_case: `invalid_order`, `payment_unavailable`, `overloaded`, ...
+    code: String,
+    /// With 503s: the seconds to wait, as in `Retry-After`.
+    retry_after_s: Option<u64>,
+}
+
+/// A page of `GET /orders`, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct OrderPage<'a> {
+    orders: Vec<OrderView<'a>>,
+    /// Pass as `after` for the next page; `null` at the end.
+    next: Option<String>,
+}
+
+/// `GET /queue`.
+#[derive(Serialize, ToSchema)]
+pub struct Queue {
+    /// In the order they will be made (at most 500 listed).
+    tickets: Vec<TicketJson>,
+    depth: usize,
+}
+
+/// The menu.
+#[utoipa::path(get, path = "/menu", responses((status = 200, body = Menu)))]
+fn menu() {}
+
+/// Place an order: charged and durable before the 201.
+#[utoipa::path(post, path = "/orders", request_body = OrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII; replays the first outcome")),
+    responses(
+        (status = 201, body = OrderView, description = "Paid and accepted; `Location: /orders/{id}`"),
+        (status = 400, body = Problem, description = "invalid_order"),
+        (status = 402, body = Problem, description = "payment_declined"),
+        (status = 409, body = Problem, description = "request_in_flight"),
+        (status = 413, body = Problem, description = "body_too_large"),
+        (status = 415, body = Problem, description = "unsupported_media_type"),
+        (status = 422, body = Problem, description = "idempotency_key_reused"),
+        (status = 503, body = Problem, description = "payment_unavailable or overloaded, with Retry-After"),
+    ))]
+fn place_order() {}
+
+/// Orders, newest first, from the read side.
+#[utoipa::path(get, path = "/orders",
+    params(("customer" = Option<String>, Query), ("status" = Option<String>, Query),
+           ("limit" = Option<u32>, Query, description = "1-200, default 50"), ("after" = Option<String>, Query)),
+    responses((status = 200, body = OrderPage), (status = 400, body = Problem, description = "invalid_query")))]
+fn list_orders() {}
+
+/// One order, from its own actor's state.
+#[utoipa::path(get, path = "/orders/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem, description = "order_not_found")))]
+fn get_order() {}
+
+/// Cancel: withdraw or abort the ticket and refund.
+#[utoipa::path(post, path = "/orders/{id}/cancel", params(("id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem), (status = 409, body = Problem, description = "too_late_to_cancel")))]
+fn cancel_order() {}
+
+/// Pick up a ready order.
+#[utoipa::path(post, path = "/orders/{id}/pickup", params(("id" = String, Path)),
+    responses((status = 200, body = OrderView), (status = 404, body = Problem), (status = 409, body = Problem, description = "not_ready")))]
+fn pickup_order() {}
+
+/// Server-sent events of one order: its current state, then each change (`event: status`, `id` = version).
+#[utoipa::path(get, path = "/orders/{id}/events", params(("id" = String, Path)),
+    responses((status = 200, content_type = "text/event-stream", body = OrderView), (status = 404, body = Problem)))]
+fn order_events() {}
+
+/// Server-sent events of every order (`id` = event-log sequence; `Last-Event-ID` replays).
+#[utoipa::path(get, path = "/events",
+    params(("Last-Event-ID" = Option<u64>, Header)),
+    responses((status = 200, content_type = "text/event-stream", body = OrderView)))]
+fn all_events() {}
+
+/// The barista stations.
+#[utoipa::path(get, path = "/stations", responses((status = 200, body = Vec<StationView>)))]
+fn stations() {}
+
+/// Pause a station; its current ticket goes back to the head of the queue.
+#[utoipa::path(post, path = "/stations/{id}/pause", params(("id" = String, Path)),
+    responses((status = 200, body = StationView), (status = 404, body = Problem)))]
+fn pause_station() {}
+
+/// Resume a station.
+#[utoipa::path(post, path = "/stations/{id}/resume", params(("id" = String, Path)),
+    responses((status = 200, body = StationView), (status = 404, body = Problem)))]
+fn resume_station() {}
+
+/// Manual station: take the next ticket.
+#[utoipa::path(post, path = "/stations/{id}/next", params(("id" = String, Path)),
+    responses((status = 200, body = TicketJson), (status = 204, description = "The queue is empty"),
+              (status = 404, body = Problem), (status = 409, body = Problem, description = "station_conflict")))]
+fn next_ticket() {}
+
+/// Manual station: the current ticket is made.
+#[utoipa::path(post, path = "/stations/{id}/done", params(("id" = String, Path)),
+    responses((status = 200, body = StationView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+fn done_ticket() {}
+
+/// The ticket queue.
+#[utoipa::path(get, path = "/queue", responses((status = 200, body = Queue)))]
+fn queue() {}
+
+/// Counts by status, queue depth, stations, payment and breaker, orders per second.
+#[utoipa::path(get, path = "/stats", responses((status = 200, body = Object)))]
+fn stats() {}
+
+/// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, content_type = "text/plain", body = String)))]
+fn metrics() {}
+
+/// 200 while the process runs.
+#[utoipa::path(get, path = "/healthz", responses((status = 200)))]
+fn healthz() {}
+
+/// 200 once recovery has finished, 503 before.
+#[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503)))]
+fn readyz() {}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, body = Object)))]
+fn openapi() {}
+
+/// The customer page.
+#[utoipa::path(get, path = "/", responses((status = 200, content_type = "text/html", body = String)))]
+fn customer_page() {}
+
+/// The barista screen.
+#[utoipa::path(get, path = "/barista", responses((status = 200, content_type = "text/html", body = String)))]
+fn barista_page() {}
+
+/// The dashboard.
+#[utoipa::path(get, path = "/dashboard", responses((status = 200, content_type = "text/html", body = String)))]
+fn dashboard_page() {}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "crema", description = "An actor-based, durable order engine for cafés. See API.md."),
+    paths(menu, place_order, list_orders, get_order, cancel_order, pickup_order, order_events, all_events,
+          stations, pause_station, resume_station, next_ticket, done_ticket, queue, stats, metrics,
+          healthz, readyz, openapi, customer_page, barista_page, dashboard_page),
+    components(schemas(Problem))
+)]
+pub struct ApiDoc;
+
+/// The document as JSON, built once.
+pub fn document() -> &'static str {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DOCUMENT.get_or_init(|| ApiDoc::openapi().to_pretty_json().unwrap_or_default())
+}
