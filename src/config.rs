@@ -115,6 +115,8 @@ pub struct BaristaSettings {
     /// Most tickets waiting in the queue; beyond it `POST /orders` answers 503
     /// `overloaded` before anything is charged.
     pub max_queue: usize,
+    /// Fault injection: the first N brews make their station actor panic.
+    pub inject_panics: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -214,7 +216,7 @@ impl Default for BreakerSettings {
 
 impl Default for BaristaSettings {
     fn default() -> Self {
-        BaristaSettings { stations: 3, mode: StationMode::Auto, brew_scale: 1.0, max_queue: 10_000 }
+        BaristaSettings { stations: 3, mode: StationMode::Auto, brew_scale: 1.0, max_queue: 10_000, inject_panics: 0 }
     }
 }
 

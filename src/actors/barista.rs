@@ -12,6 +12,11 @@
 //! place: the queue is ordered by sequence number, so a returned ticket goes
 //! back to the head.
 //!
+//! Each station has a station actor that does the brewing (an auto station
+//! sleeps for the brew time). The pool supervises them: when a station actor
+//! dies (it panicked), the pool's pending `Brew` request fails, and the pool
+//! starts a new station actor and puts the ticket back at the head of the queue.
+//!
 //! Bounds: the queue holds at most `barista.max_queue` tickets. The
 //! [`Admission`] counter reserves a place *before* an order is charged, so a
 //! full queue turns `POST /orders` away with 503 before any money moves.
@@ -95,6 +100,8 @@ pub struct StationView {
     pub state: StationState,
     pub order: Option<String>,
     pub made: u64,
+    /// Times its station actor crashed and was restarted.
+    pub restarts: u64,
 }
 
 /// A ticket as shown by `GET /queue` and `POST /stations/{id}/next`.
@@ -116,7 +123,10 @@ struct Station {
     mode: StationMode,
     paused: bool,
     current: Option<Ticket>,
-    /// The auto station's brewing timer, cancelled on pause or abort.
+    /// The station actor that brews; replaced when it crashes.
+    worker: Addr<StationActor>,
+    restarts: u64,
+    /// The pending brew of an auto station, cancelled on pause or abort.
     timer: Option<SpawnHandle>,
     /// When it took its current ticket.
     started_ms: u64,
@@ -136,6 +146,7 @@ impl Station {
             state,
             order: self.current.as_ref().map(|ticket| ticket.order_id.clone()),
             made: self.made,
+            restarts: self.restarts,
         }
     }
 }
@@ -145,14 +156,26 @@ pub struct BaristaPool {
     stations: Vec<Station>,
     brew_scale: f64,
     admission: Arc<Admission>,
+    faults: Arc<StationFaults>,
 }
 
 impl BaristaPool {
-    pub fn new(stations: usize, mode: StationMode, brew_scale: f64, admission: Arc<Admission>) -> Self {
+    /// Must be called on the arbiter the pool will run on: the station actors start there.
+    pub fn new(stations: usize, mode: StationMode, brew_scale: f64, admission: Arc<Admission>, faults: Arc<StationFaults>) -> Self {
         let stations = (1..=stations)
-            .map(|n| Station { id: format!("bar-{n}"), mode, paused: false, current: None, timer: None, started_ms: 0, made: 0 })
+            .map(|n| Station {
+                id: format!("bar-{n}"),
+                mode,
+                paused: false,
+                current: None,
+                worker: StationActor { faults: faults.clone() }.start(),
+                restarts: 0,
+                timer: None,
+                started_ms: 0,
+                made: 0,
+            })
             .collect();
-        BaristaPool { queue: VecDeque::new(), stations, brew_scale, admission }
+        BaristaPool { queue: VecDeque::new(), stations, brew_scale, admission, faults }
     }
 
     /// Inserts by sequence number; new tickets almost always go at the back.
@@ -185,9 +208,28 @@ impl BaristaPool {
         if station.mode == StationMode::Auto {
             let brew = Duration::from_secs_f64(ticket.brew_ms as f64 * self.brew_scale / 1000.0);
             let order_id = ticket.order_id.clone();
-            station.timer = Some(ctx.run_later(brew, move |pool, ctx| pool.finish(index, &order_id, ctx)));
+            let brewed = station.worker.send(Brew { duration: brew });
+            station.current = Some(ticket);
+            let handle = ctx.spawn(brewed.into_actor(self).map(move |result, pool, ctx| match result {
+                Ok(()) => pool.finish(index, &order_id, ctx),
+                Err(_) => pool.restart(index, ctx),
+            }));
+            self.stations[index].timer = Some(handle);
+        } else {
+            station.current = Some(ticket);
         }
-        station.current = Some(ticket);
+    }
+
+    /// The station actor died mid-brew: start a new one, and put its ticket
+    /// back at the head of the queue.
+    fn restart(&mut self, index: usize, ctx: &mut Context<Self>) {
+        let station = &mut self.stations[index];
+        station.timer = None;
+        station.restarts += 1;
+        station.worker = StationActor { faults: self.faults.clone() }.start();
+        tracing::error!(station = %station.id, restarts = station.restarts, "station crashed; restarted, its ticket goes back to the head of the queue");
+        self.give_back(index, ctx);
+        self.dispatch(ctx);
     }
 
     fn finish(&mut self, index: usize, order_id: &str, ctx: &mut Context<Self>) {
@@ -279,6 +321,40 @@ where
             tracing::warn!(error = %err, "an order actor did not take a ticket update");
         }
     }));
+}
+
+/// Fault injection for tests (`barista.inject_panics`): the next N brews panic.
+#[derive(Debug, Default)]
+pub struct StationFaults {
+    pub panics_left: AtomicUsize,
+}
+
+/// A station's worker: brews one ticket at a time for the pool.
+pub struct StationActor {
+    faults: Arc<StationFaults>,
+}
+
+impl Actor for StationActor {
+    type Context = Context<Self>;
+}
+
+/// Brew for `duration`; answers when done.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Brew {
+    duration: Duration,
+}
+
+impl Handler<Brew> for StationActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, msg: Brew, _: &mut Self::Context) -> Self::Result {
+        let inject = self.faults.panics_left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(1));
+        if inject.is_ok() {
+            panic!("injected station fault");
+        }
+        Box::pin(tokio::time::sleep(msg.duration))
+    }
 }
 
 impl Actor for BaristaPool {

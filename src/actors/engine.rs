@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::barista::{Admission, BaristaPool};
+use super::barista::{Admission, BaristaPool, StationFaults};
 use super::directory::Directory;
 use super::order::OrderActor;
 use super::payment::{PaymentActor, PaymentStats};
@@ -117,7 +117,8 @@ impl Engine {
         let pool = {
             let (stations, mode, scale) = (settings.barista.stations, settings.barista.mode, settings.barista.brew_scale);
             let admission = admission.clone();
-            BaristaPool::start_in_arbiter(system.core(), move |_| BaristaPool::new(stations, mode, scale, admission))
+            let faults = Arc::new(StationFaults { panics_left: AtomicUsize::new(settings.barista.inject_panics) });
+            BaristaPool::start_in_arbiter(system.core(), move |_| BaristaPool::new(stations, mode, scale, admission, faults))
         };
         let events = EventLog::default();
         let projection = {

@@ -305,3 +305,23 @@ async fn a_customer_lists_their_orders_newest_first_in_pages() {
     assert_eq!(app.get("/orders?status=lost").await.status(), 400);
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_station_that_panics_is_restarted_and_its_ticket_goes_back_to_the_head() {
+    let app = spawn_app_with(|settings| {
+        settings.barista.stations = 1;
+        settings.barista.inject_panics = 1;
+    })
+    .await;
+    let order = app.place_ok(&[("espresso", 1)]).await;
+    let id = order["id"].as_str().unwrap();
+    let ready = app.wait_for(id, "ready", WAIT).await;
+    let statuses: Vec<&str> = ready["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["paid", "queued", "brewing", "queued", "brewing", "ready"], "{ready}");
+    let station = &app.json("/stations").await[0];
+    assert_eq!(station["restarts"], 1);
+    assert_eq!(station["made"], 1);
+    // The rest of the engine lives on: payment and the pool still answer.
+    app.place_ok(&[("espresso", 1)]).await;
+    app.shutdown().await;
+}
