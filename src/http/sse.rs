@@ -1,5 +1,6 @@
 //! Server-sent events: `GET /orders/{id}/events` (one order, from its current
-//! state to its end) and `GET /events` (every order's changes, resumable with
+//! state to its end, re-sent with the same id when its ETA moves as the queue
+//! does) and `GET /events` (every order's changes, resumable with
 //! `Last-Event-ID` while the events are retained).
 //!
 //! Each subscriber reads the event log's broadcast at its own pace; one that
@@ -57,6 +58,11 @@ fn sse(events: impl Stream<Item = Event> + Send + 'static) -> Response {
     warp::sse::reply(warp::sse::keep_alive().interval(Duration::from_secs(15)).stream(events)).into_response()
 }
 
+/// How often a customer's stream re-checks its order's estimate.
+const ETA_REFRESH: Duration = Duration::from_secs(2);
+/// An estimate that moved by at least this much is sent again.
+const ETA_MOVED_MS: u64 = 1_000;
+
 /// The stream has nothing more to say about an order that is settled.
 fn ends(order: &Order) -> bool {
     order.is_settled()
@@ -77,29 +83,44 @@ pub async fn order_events(engine: Arc<Engine>, id: String) -> Reply {
     struct State {
         receiver: Receiver<OrderChanged>,
         engine: Arc<Engine>,
-        id: String,
-        version: u64,
+        /// The order as last sent.
+        order: Order,
         done: bool,
     }
-    let state = State { receiver, engine, id, version: order.version, done: false };
+    let state = State { receiver, engine, order, done: false };
     let changes = stream::unfold(state, |mut state| async move {
         if state.done {
             return None;
         }
+        let mut tick = tokio::time::interval(ETA_REFRESH);
+        tick.tick().await;
         loop {
-            match state.receiver.recv().await {
-                Ok(change) if change.order.id == state.id && change.order.version > state.version => {
-                    let order = with_eta(&state.engine, (*change.order).clone()).await;
-                    state.version = order.version;
-                    state.done = ends(&order);
-                    return Some((status_event(&order, order.version), state));
+            tokio::select! {
+                received = state.receiver.recv() => match received {
+                    Ok(change) if change.order.id == state.order.id && change.order.version > state.order.version => {
+                        state.order = with_eta(&state.engine, (*change.order).clone()).await;
+                        state.done = ends(&state.order);
+                        return Some((status_event(&state.order, state.order.version), state));
+                    }
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => {
+                        state.done = true;
+                        return Some((lagged_event(), state));
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+                // The queue moves without this order changing: resend it when its estimate moved.
+                _ = tick.tick() => {
+                    let refreshed = with_eta(&state.engine, state.order.clone()).await;
+                    let moved = match (refreshed.eta_ms, state.order.eta_ms) {
+                        (Some(new), Some(old)) => new.abs_diff(old) >= ETA_MOVED_MS,
+                        (new, old) => new.is_some() != old.is_some(),
+                    };
+                    if moved {
+                        state.order = refreshed;
+                        return Some((status_event(&state.order, state.order.version), state));
+                    }
                 }
-                Ok(_) => continue,
-                Err(RecvError::Lagged(_)) => {
-                    state.done = true;
-                    return Some((lagged_event(), state));
-                }
-                Err(RecvError::Closed) => return None,
             }
         }
     });

@@ -200,3 +200,29 @@ async fn the_openapi_document_covers_every_route() {
     }
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_stream_resends_the_eta_when_the_queue_moves() {
+    // One auto station at full brew times: an americano takes 3 s.
+    let app = spawn_app_with(|settings| {
+        settings.barista.stations = 1;
+        settings.barista.brew_scale = 1.0;
+    })
+    .await;
+    app.place_ok(&[("americano", 1)]).await;
+    let ahead = app.place_ok(&[("americano", 1)]).await;
+    let order = app.place_ok(&[("latte", 1)]).await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    let mut response = Some(app.get(&format!("/orders/{id}/events")).await);
+    let reader = tokio::spawn(async move { read_events(&mut response, 2).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The queued order ahead leaves: this one's estimate comes 3 s closer, with no change of its own.
+    assert_eq!(app.cancel(ahead["id"].as_str().unwrap()).await.status(), 200);
+    let events = reader.await.unwrap();
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].1, events[1].1, "same version: only the estimate moved");
+    let eta = |order: &Value| chrono::DateTime::parse_from_rfc3339(order["eta"].as_str().unwrap()).unwrap();
+    let closer = eta(&events[0].2) - eta(&events[1].2);
+    assert!(closer.num_milliseconds() >= 2_000, "the estimate moved {closer}");
+    app.shutdown().await;
+}
