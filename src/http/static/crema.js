@@ -39,3 +39,10 @@ function el(tag, attrs = {}, ...children) {
 function secondsUntil(iso) {
   return Math.max(0, Math.round((Date.parse(iso) - Date.now()) / 1000));
 }
+
+// Shows `text` in the page's error banner (`#error`); empty text hides it.
+function showError(text) {
+  const box = document.getElementById("error");
+  box.textContent = text;
+  box.classList.toggle("hidden", !text);
+}
