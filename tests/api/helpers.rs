@@ -44,6 +44,11 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
+/// The statuses in an order's `history`, oldest first.
+pub fn history(order: &Value) -> Vec<&str> {
+    order["history"].as_array().unwrap().iter().map(|entry| entry["status"].as_str().unwrap()).collect()
+}
+
 pub fn order_body(items: &[(&str, u32)]) -> Value {
     json!({
         "customer": "kim",

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{spawn_app, spawn_app_with, wait_until};
+use crate::helpers::{history, spawn_app, spawn_app_with, wait_until};
 
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -80,7 +80,7 @@ async fn a_paid_order_reaches_a_barista_who_makes_it() {
     let id = order["id"].as_str().unwrap();
     let ready = app.wait_for(id, "ready", WAIT).await;
     assert!(ready["station"].as_str().unwrap().starts_with("bar-"));
-    let statuses: Vec<&str> = ready["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
+    let statuses = history(&ready);
     assert_eq!(statuses, ["paid", "queued", "brewing", "ready"]);
     let made: u64 = app.json("/stations").await.as_array().unwrap().iter().map(|s| s["made"].as_u64().unwrap()).sum();
     assert_eq!(made, 1);
@@ -244,7 +244,7 @@ async fn pausing_a_brewing_station_puts_its_ticket_back_at_the_head() {
     let second = app.place_ok(&[("americano", 1)]).await;
     assert_eq!(app.station("bar-1", "pause").await.status(), 200);
     let requeued = app.wait_for(first, "queued", WAIT).await;
-    let statuses: Vec<&str> = requeued["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
+    let statuses = history(&requeued);
     assert_eq!(statuses, ["paid", "queued", "brewing", "queued"]);
     let queue = app.json("/queue").await;
     assert_eq!(queue["tickets"][0]["order"], first);
@@ -316,7 +316,7 @@ async fn a_station_that_panics_is_restarted_and_its_ticket_goes_back_to_the_head
     let order = app.place_ok(&[("espresso", 1)]).await;
     let id = order["id"].as_str().unwrap();
     let ready = app.wait_for(id, "ready", WAIT).await;
-    let statuses: Vec<&str> = ready["history"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
+    let statuses = history(&ready);
     assert_eq!(statuses, ["paid", "queued", "brewing", "queued", "brewing", "ready"], "{ready}");
     let station = &app.json("/stations").await[0];
     assert_eq!(station["restarts"], 1);
