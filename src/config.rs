@@ -39,7 +39,7 @@ pub struct ServerSettings {
     pub shutdown_grace_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Durability {
     /// The WAL is synced before any acknowledgement: survives a power cut.

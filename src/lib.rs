@@ -6,6 +6,7 @@
 //! - [`http`]: the API of `API.md`, on a hardened hyper loop.
 //! - [`app`]: starts and stops all of it as one unit.
 //! - [`cli`]: the `crema` command line.
+//! - [`rush`]: `crema rush`, the open-loop café peak-load generator.
 
 pub mod actors;
 pub mod app;
@@ -17,4 +18,5 @@ pub mod http;
 pub mod metrics;
 pub mod payment_sim;
 pub mod persistence;
+pub mod rush;
 pub mod telemetry;

@@ -3,8 +3,12 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    crema::telemetry::init();
-    match crema::cli::run(crema::cli::Cli::parse()) {
+    let cli = crema::cli::Cli::parse();
+    match cli.command {
+        crema::cli::Command::Rush(_) => crema::telemetry::init_with_default("warn"),
+        _ => crema::telemetry::init(),
+    }
+    match crema::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("crema: {err:#}");

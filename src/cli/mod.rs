@@ -1,7 +1,9 @@
-//! The `crema` command line. Subcommands: `serve` (the order engine) and
-//! `payment-sim` (a stand-in external payment service).
+//! The `crema` command line. Subcommands: `serve` (the order engine),
+//! `payment-sim` (a stand-in external payment service) and `rush` (a café
+//! peak-load generator).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
@@ -9,6 +11,9 @@ use crate::app::App;
 use crate::config::{Overrides, Settings};
 use crate::http::ServerLimits;
 use crate::payment_sim::{Faults, PaymentSim};
+use crate::rush::mix::Behaviour;
+use crate::rush::profile::{Profile, Shape};
+use crate::rush::RushOptions;
 
 #[derive(Debug, Parser)]
 #[command(name = "crema", version, about = "An actor-based, durable order engine for cafés")]
@@ -54,6 +59,128 @@ pub enum Command {
         #[arg(long)]
         down: bool,
     },
+    /// Load a crema server with a café rush, open-loop, and report per endpoint.
+    Rush(RushArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RushArgs {
+    /// The server to load, e.g. http://127.0.0.1:8080.
+    #[arg(long, conflicts_with = "embedded", required_unless_present = "embedded")]
+    target: Option<String>,
+    /// Start an engine in this process on a temporary directory and load it.
+    #[arg(long)]
+    embedded: bool,
+    /// Engine configuration for --embedded (TOML, as for `crema serve`).
+    #[arg(long, requires = "embedded")]
+    config: Option<PathBuf>,
+    /// Override `store.durability` of the embedded engine.
+    #[arg(long, requires = "embedded")]
+    durability: Option<crate::config::Durability>,
+    /// Override `barista.brew_scale` of the embedded engine (0 = instant brews).
+    #[arg(long, requires = "embedded")]
+    brew_scale: Option<f64>,
+    /// Shape of the offered load.
+    #[arg(long, value_enum, default_value = "cafe")]
+    profile: Shape,
+    /// Orders per second at the peak.
+    #[arg(long, default_value_t = 200.0)]
+    rate: f64,
+    /// Orders per second at the start and end of a café rush [default: a tenth of --rate].
+    #[arg(long)]
+    base_rate: Option<f64>,
+    /// Length of the rush in seconds.
+    #[arg(long, default_value_t = 30.0)]
+    duration: f64,
+    /// Share of the duration spent on each ramp of a café rush.
+    #[arg(long, default_value_t = 0.25)]
+    ramp: f64,
+    /// Seconds at the start whose requests are sent but not counted.
+    #[arg(long, default_value_t = 0.0)]
+    warmup: f64,
+    /// Keep-alive connections (one request in flight on each).
+    #[arg(long, default_value_t = 256)]
+    connections: usize,
+    /// Requests due but not yet sent that the generator holds; beyond it they are dropped and counted.
+    #[arg(long, default_value_t = 100_000)]
+    backlog: usize,
+    /// Distinct customer names.
+    #[arg(long, default_value_t = 5_000)]
+    customers: u32,
+    /// Share of customers who cancel shortly after ordering.
+    #[arg(long, default_value_t = 0.05)]
+    cancel: f64,
+    /// Share of customers who poll their order until it is ready.
+    #[arg(long, default_value_t = 0.5)]
+    poll: f64,
+    /// Share of the polling customers who pick their order up once ready.
+    #[arg(long, default_value_t = 0.9)]
+    pickup: f64,
+    /// Only place orders: no cancels, polls or pickups.
+    #[arg(long)]
+    orders_only: bool,
+    /// Seconds between a customer's polls.
+    #[arg(long, default_value_t = 1.0)]
+    poll_every: f64,
+    /// Seconds before an unanswered request counts as a timeout.
+    #[arg(long, default_value_t = 10.0)]
+    timeout: f64,
+    /// Seed of the menu mix and customer choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Sample this process's RSS once a second (the embedded engine is sampled anyway).
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Print the report as JSON on stdout (or to --out).
+    #[arg(long)]
+    json: bool,
+    /// Write the JSON report to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
+    anyhow::ensure!(value.is_finite() && value >= 0.0, "{name} must be a non-negative number of seconds");
+    Ok(Duration::from_secs_f64(value))
+}
+
+impl RushArgs {
+    fn options(self) -> anyhow::Result<RushOptions> {
+        anyhow::ensure!(self.rate.is_finite() && self.rate > 0.0, "--rate must be above 0");
+        anyhow::ensure!((0.0..=0.5).contains(&self.ramp), "--ramp must be between 0 and 0.5");
+        let embedded = match self.embedded {
+            true => Some(crate::rush::embedded_settings(self.config.as_deref(), self.durability, self.brew_scale)?),
+            false => None,
+        };
+        let behaviour = match self.orders_only {
+            true => Behaviour::ORDERS_ONLY,
+            false => Behaviour { cancel: self.cancel, poll: self.poll, pickup: self.pickup },
+        };
+        Ok(RushOptions {
+            target: self.target,
+            embedded,
+            profile: Profile {
+                shape: self.profile,
+                peak_rate: self.rate,
+                base_rate: self.base_rate.unwrap_or(self.rate / 10.0),
+                duration: seconds("--duration", self.duration)?,
+                ramp: self.ramp,
+            },
+            behaviour,
+            warmup: seconds("--warmup", self.warmup)?,
+            connections: self.connections,
+            backlog: self.backlog,
+            customers: self.customers,
+            poll_every: seconds("--poll-every", self.poll_every)?,
+            timeout: seconds("--timeout", self.timeout)?,
+            seed: self.seed,
+            pid: self.pid,
+            progress: !self.quiet,
+        })
+    }
 }
 
 /// Runs the parsed command; the process exit code follows its result.
@@ -71,6 +198,19 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             let faults = Faults { latency_ms, jitter_ms, fail_rate, decline_rate, down };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("payment-sim").build()?;
             runtime.block_on(payment_sim(bind, data, faults))
+        }
+        Command::Rush(args) => {
+            let (json, out) = (args.json, args.out.clone());
+            let options = args.options()?;
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("crema-rush").build()?;
+            let report = runtime.block_on(crate::rush::run(options))?;
+            if json || out.is_some() {
+                crate::rush::write_json(&report, out.as_ref())?;
+            }
+            if !json || out.is_some() {
+                print!("{}", report.render());
+            }
+            Ok(())
         }
     }
 }

@@ -1,0 +1,114 @@
+//! One keep-alive HTTP/1.1 connection per rush worker, on hyper's low-level
+//! client: no pool to share, no per-request allocation beyond the request.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// Where requests go: a socket address and the `Host` to name.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub authority: String,
+}
+
+impl Target {
+    /// `http://host:port` (no path, no TLS).
+    pub async fn resolve(url: &str) -> Result<Target, String> {
+        let uri: http::Uri = url.parse().map_err(|err| format!("target {url:?}: {err}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!("target {url:?}: only http:// URLs are supported"));
+        }
+        if !matches!(uri.path(), "" | "/") {
+            return Err(format!("target {url:?}: give the server's root, without a path"));
+        }
+        let authority = uri.authority().ok_or_else(|| format!("target {url:?}: no host"))?.to_string();
+        let host_port = if uri.port().is_some() { authority.clone() } else { format!("{authority}:80") };
+        let addr = tokio::net::lookup_host(&host_port)
+            .await
+            .map_err(|err| format!("target {url:?}: {err}"))?
+            .next()
+            .ok_or_else(|| format!("target {url:?}: no address"))?;
+        Ok(Target { addr, authority })
+    }
+}
+
+#[derive(Debug)]
+pub enum CallError {
+    Timeout,
+    Io(String),
+}
+
+/// A connection that reconnects lazily after it breaks or the server closes it.
+pub struct Connection {
+    target: Target,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    pub fn new(target: Target) -> Connection {
+        Connection { target, sender: None }
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, CallError> {
+        let stream = TcpStream::connect(self.target.addr).await.map_err(|err| CallError::Io(err.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|err| CallError::Io(err.to_string()))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    /// Sends one request and reads the whole answer, within `timeout`
+    /// (connecting included). A failed call drops the connection.
+    pub async fn call(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Bytes), CallError> {
+        match tokio::time::timeout(timeout, self.call_inner(method, path, body)).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(err)) => {
+                self.sender = None;
+                Err(err)
+            }
+            Err(_) => {
+                self.sender = None;
+                Err(CallError::Timeout)
+            }
+        }
+    }
+
+    async fn call_inner(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<(StatusCode, Bytes), CallError> {
+        if self.sender.as_ref().is_none_or(|sender| sender.is_closed()) {
+            self.sender = Some(self.connect().await?);
+        }
+        let sender = self.sender.as_mut().expect("connected above");
+        sender.ready().await.map_err(|err| CallError::Io(err.to_string()))?;
+        let mut request = Request::builder().method(method).uri(path).header(header::HOST, &self.target.authority);
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(Full::new(body.unwrap_or_default())).map_err(|err| CallError::Io(err.to_string()))?;
+        let response = sender.send_request(request).await.map_err(|err| CallError::Io(err.to_string()))?;
+        let status = response.status();
+        let body = response.into_body().collect().await.map_err(|err| CallError::Io(err.to_string()))?.to_bytes();
+        Ok((status, body))
+    }
+}
