@@ -1,7 +1,7 @@
 # The two commands of the README, and the set-up they share.
 # One cargo profile (release) for build, run and test, so RocksDB compiles once.
 
-.PHONY: run test bench deps screenshots
+.PHONY: run test bench rush-bench deps screenshots
 
 deps:
 	@./scripts/install-deps.sh
@@ -19,3 +19,8 @@ screenshots: deps
 
 bench: deps
 	cargo bench --bench engine
+
+# The end-to-end figures of BENCHMARKS.md (about 8 minutes; RUSH_SCALE=0.1 for a quick look).
+rush-bench: deps
+	cargo bench --bench ceiling --no-run
+	cargo bench --bench rush

@@ -127,6 +127,12 @@ pub struct OrderSettings {
     pub passivate_after_ms: u64,
     /// Most order actors alive at once; beyond it new orders get 503 `overloaded`.
     pub max_live: usize,
+    /// Most `POST /orders` being placed at once (charged and made durable);
+    /// beyond it new ones get 429 `overloaded` at once, before the body is
+    /// read. Bounds the latency of accepted orders under overload (Little's
+    /// law: at most this many ahead of any order) while leaving enough in
+    /// flight for group commit to fill its batches.
+    pub max_placing: usize,
     /// Capacity of each order actor's mailbox.
     pub mailbox: usize,
     /// First wait before a failed refund is retried; doubles up to a minute.
@@ -223,8 +229,9 @@ impl Default for BaristaSettings {
 impl Default for OrderSettings {
     fn default() -> Self {
         OrderSettings {
-            passivate_after_ms: 30_000,
+            passivate_after_ms: 1_000,
             max_live: 50_000,
+            max_placing: 256,
             mailbox: 64,
             refund_retry_ms: 500,
             idempotency_ttl_s: 24 * 3600,
@@ -319,8 +326,8 @@ impl Settings {
         if self.server.max_connections == 0 || self.server.body_limit_bytes == 0 {
             return invalid("server.max_connections and server.body_limit_bytes must be at least 1");
         }
-        if self.orders.max_live == 0 || self.orders.mailbox < 8 {
-            return invalid("orders.max_live must be at least 1 and orders.mailbox at least 8");
+        if self.orders.max_live == 0 || self.orders.mailbox < 8 || self.orders.max_placing == 0 {
+            return invalid("orders.max_live and orders.max_placing must be at least 1, orders.mailbox at least 8");
         }
         self.menu().validate().map_err(ConfigError::Invalid)
     }

@@ -353,7 +353,14 @@ impl Handler<Brew> for StationActor {
         if inject.is_ok() {
             panic!("injected station fault");
         }
-        Box::pin(tokio::time::sleep(msg.duration))
+        // A zero brew (`brew_scale = 0`) is done at once: tokio's timer would
+        // round it up to its 1 ms tick and make every station a 1,000/s one.
+        let duration = msg.duration;
+        Box::pin(async move {
+            if !duration.is_zero() {
+                tokio::time::sleep(duration).await;
+            }
+        })
     }
 }
 

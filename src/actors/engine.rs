@@ -87,6 +87,8 @@ pub struct Engine {
     next_arbiter: AtomicUsize,
     /// Recovery has finished: `/readyz` is 200 and commands are accepted.
     pub ready: AtomicBool,
+    /// `POST /orders` in progress (see `orders.max_placing`).
+    pub placing: Placing,
     pub http_metrics: Arc<HttpMetrics>,
 }
 
@@ -142,6 +144,7 @@ impl Engine {
             order_arbiters: system.orders.clone(),
             next_arbiter: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
+            placing: Placing::default(),
             http_metrics: Arc::default(),
         }))
     }
@@ -177,5 +180,51 @@ impl Engine {
         self.directory.get_or_start(id, || {
             Ok(self.store.get_order(id)?.map(|order| OrderActor::start_revived(order, self.clone())))
         })
+    }
+}
+
+/// Counts `POST /orders` in progress; a [`PlacingPermit`] gives its place back when dropped.
+#[derive(Debug, Default)]
+pub struct Placing {
+    in_progress: AtomicUsize,
+}
+
+impl Placing {
+    /// A permit if fewer than `max` are in progress.
+    pub fn try_acquire(&self, max: usize) -> Option<PlacingPermit<'_>> {
+        self.in_progress
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| PlacingPermit { placing: self })
+    }
+
+    pub fn in_progress(&self) -> usize {
+        self.in_progress.load(Ordering::Relaxed)
+    }
+}
+
+pub struct PlacingPermit<'a> {
+    placing: &'a Placing,
+}
+
+impl Drop for PlacingPermit<'_> {
+    fn drop(&mut self) {
+        self.placing.in_progress.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod placing_tests {
+    use super::Placing;
+
+    #[test]
+    fn permits_are_capped_and_given_back_on_drop() {
+        let placing = Placing::default();
+        let first = placing.try_acquire(2).expect("first");
+        let _second = placing.try_acquire(2).expect("second");
+        assert!(placing.try_acquire(2).is_none(), "a third is refused");
+        drop(first);
+        assert!(placing.try_acquire(2).is_some(), "a dropped permit frees its place");
+        assert_eq!(placing.in_progress(), 1);
     }
 }

@@ -26,6 +26,10 @@ pub enum ApiError {
     PaymentUnavailable { reason: String, retry_after_s: u64 },
     #[error("{reason}; try again in {retry_after_s} s")]
     Overloaded { reason: String, retry_after_s: u64 },
+    /// 429 `overloaded`: more requests of this kind in progress than crema
+    /// lets in at once; shed before any work is done.
+    #[error("{0}; try again in 1 s")]
+    TooManyRequests(String),
     #[error("this Idempotency-Key was used with a different request body")]
     IdempotencyKeyReused,
     #[error("a request with this Idempotency-Key is still in progress")]
@@ -62,6 +66,7 @@ impl ApiError {
             ApiError::PaymentUnavailable { .. } | ApiError::Overloaded { .. } | ApiError::Timeout => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RequestInFlight
             | ApiError::TooLateToCancel(_)
@@ -82,7 +87,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::PaymentDeclined => "payment_declined",
             ApiError::PaymentUnavailable { .. } => "payment_unavailable",
-            ApiError::Overloaded { .. } | ApiError::Timeout => "overloaded",
+            ApiError::Overloaded { .. } | ApiError::TooManyRequests(_) | ApiError::Timeout => "overloaded",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
             ApiError::RequestInFlight => "request_in_flight",
             ApiError::OrderNotFound => "order_not_found",
@@ -102,7 +107,7 @@ impl ApiError {
             ApiError::PaymentUnavailable { retry_after_s, .. } | ApiError::Overloaded { retry_after_s, .. } => {
                 Some((*retry_after_s).max(1))
             }
-            ApiError::Timeout => Some(1),
+            ApiError::Timeout | ApiError::TooManyRequests(_) => Some(1),
             _ => None,
         }
     }

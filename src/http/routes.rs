@@ -69,9 +69,14 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .and(warp::header::headers_cloned())
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
-        .then(move |engine, keys, headers: HeaderMap, length, body| async move {
+        .then(move |engine: Arc<Engine>, keys, headers: HeaderMap, length, body| async move {
+            // Shed first: an order over the cap costs no body read, no parsing.
+            let max_placing = engine.settings.orders.max_placing;
+            let Some(_permit) = engine.placing.try_acquire(max_placing) else {
+                return Err(ApiError::TooManyRequests(format!("{max_placing} orders are being placed")));
+            };
             match read_limited(body, length, body_limit).await {
-                Ok(body) => handlers::place_order(engine, keys, headers, body).await,
+                Ok(body) => handlers::place_order(engine.clone(), keys, headers, body).await,
                 Err(err) => Err(err),
             }
         });

@@ -98,6 +98,7 @@ struct Shared {
     counters: Counters,
     jobs: mpsc::Sender<Job>,
     measure_from: Instant,
+    measure_until: Instant,
     /// Set when the schedule is over: follow-ups are no longer started.
     closing: AtomicBool,
     poll_every: Duration,
@@ -116,7 +117,7 @@ impl Shared {
         if let Err(mpsc::error::TrySendError::Full(_)) = self.jobs.try_send(job) {
             self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             if self.counts(due) {
-                self.recorder.record(endpoint, Outcome::Dropped, Duration::ZERO, None);
+                self.recorder.record(endpoint, Outcome::Dropped, Duration::ZERO, None, true);
             }
         }
     }
@@ -181,6 +182,7 @@ async fn drive(url: &str, embedded: bool, options: &RushOptions) -> anyhow::Resu
         counters: Counters::default(),
         jobs,
         measure_from: start + options.warmup,
+        measure_until: start + options.profile.duration,
         closing: AtomicBool::new(false),
         poll_every: options.poll_every,
         timeout: options.timeout,
@@ -214,11 +216,9 @@ async fn drive(url: &str, embedded: bool, options: &RushOptions) -> anyhow::Resu
 
     let measured = options.profile.duration - options.warmup;
     let endpoints = shared.recorder.summary(measured);
-    let accepted = endpoints
-        .iter()
-        .find(|e| e.endpoint == Endpoint::PlaceOrder.name())
-        .and_then(|e| e.statuses.get("201").copied())
-        .unwrap_or(0);
+    let orders = endpoints.iter().find(|e| e.endpoint == Endpoint::PlaceOrder.name());
+    let accepted = orders.and_then(|e| e.statuses.get("201").copied()).unwrap_or(0);
+    let accepted_per_s = orders.map_or(0.0, |e| e.ok_per_s);
     let mut memory = memory.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if let Some(memory) = memory.as_mut() {
         memory.end_mib = rss_mib(memory.pid).unwrap_or(memory.end_mib);
@@ -234,7 +234,7 @@ async fn drive(url: &str, embedded: bool, options: &RushOptions) -> anyhow::Resu
         measured_s: measured.as_secs_f64(),
         orders_offered: shared.counters.offered.load(Ordering::Relaxed),
         orders_accepted: accepted,
-        accepted_per_s: accepted as f64 / measured.as_secs_f64(),
+        accepted_per_s,
         endpoints,
         memory,
     })
@@ -308,7 +308,8 @@ async fn worker(shared: Arc<Shared>, backlog: Arc<Mutex<mpsc::Receiver<Job>>>, m
             Err(CallError::Io(_)) => Outcome::Error,
         };
         if shared.counts(job.due) {
-            shared.recorder.record(endpoint, outcome, done - job.due, Some(done - sent));
+            let in_window = done <= shared.measure_until;
+            shared.recorder.record(endpoint, outcome, done - job.due, Some(done - sent), in_window);
             match outcome {
                 Outcome::Status(201) if endpoint == Endpoint::PlaceOrder => {
                     shared.counters.accepted.fetch_add(1, Ordering::Relaxed);

@@ -80,6 +80,9 @@ fn histogram() -> Histogram<u64> {
 struct EndpointStats {
     by_outcome: BTreeMap<Outcome, Histogram<u64>>,
     service: Option<Histogram<u64>>,
+    /// Answers (and 2xx answers) that arrived inside the measured window.
+    answered_in_window: u64,
+    ok_in_window: u64,
 }
 
 /// Shared by every connection of a rush.
@@ -100,11 +103,19 @@ fn micros(duration: Duration) -> u64 {
 }
 
 impl Recorder {
-    /// `latency` is from when the request was due; `service` from when it was sent.
-    pub fn record(&self, endpoint: Endpoint, outcome: Outcome, latency: Duration, service: Option<Duration>) {
+    /// `latency` is from when the request was due; `service` from when it was
+    /// sent; `in_window` whether the answer came before the schedule ended
+    /// (throughput counts only those: a backlog drained afterwards is not).
+    pub fn record(&self, endpoint: Endpoint, outcome: Outcome, latency: Duration, service: Option<Duration>, in_window: bool) {
         let latency = micros(latency);
         {
             let mut stats = self.endpoints[endpoint.index()].lock().unwrap_or_else(|e| e.into_inner());
+            if in_window && outcome != Outcome::Dropped {
+                stats.answered_in_window += 1;
+                if matches!(outcome, Outcome::Status(200..=299)) {
+                    stats.ok_in_window += 1;
+                }
+            }
             let _ = stats.by_outcome.entry(outcome).or_insert_with(histogram).record(latency);
             if let Some(service) = service {
                 let _ = stats.service.get_or_insert_with(histogram).record(micros(service));
@@ -148,18 +159,12 @@ impl Recorder {
                 if requests == 0 {
                     return None;
                 }
-                let ok: u64 = stats
-                    .by_outcome
-                    .iter()
-                    .filter(|(outcome, _)| matches!(outcome, Outcome::Status(200..=299)))
-                    .map(|(_, hist)| hist.len())
-                    .sum();
                 Some(EndpointReport {
                     endpoint: endpoint.name(),
                     requests,
                     statuses,
-                    throughput_per_s: all.len() as f64 / seconds,
-                    ok_per_s: ok as f64 / seconds,
+                    throughput_per_s: stats.answered_in_window as f64 / seconds,
+                    ok_per_s: stats.ok_in_window as f64 / seconds,
                     latency_ms: Latency::of(&all),
                     shed_latency_ms: (!shed.is_empty()).then(|| Latency::of(&shed)),
                     service_latency_ms: stats.service.as_ref().map(Latency::of),
@@ -200,9 +205,10 @@ pub struct EndpointReport {
     pub requests: u64,
     /// Count per status code, `timeout`, `error` or `dropped`.
     pub statuses: BTreeMap<String, u64>,
-    /// Answers (any status, timeouts and errors) per second of the measured time.
+    /// Answers (any status, timeouts and errors) that arrived within the
+    /// measured window, per second of it.
     pub throughput_per_s: f64,
-    /// 2xx answers per second of the measured time.
+    /// 2xx answers that arrived within the measured window, per second of it.
     pub ok_per_s: f64,
     /// From when each request was due (corrected for coordinated omission).
     pub latency_ms: Latency,
@@ -306,17 +312,18 @@ mod tests {
     fn summary_splits_outcomes_and_keeps_dropped_out_of_latency() {
         let recorder = Recorder::default();
         for ms in 1..=100 {
-            recorder.record(Endpoint::PlaceOrder, Outcome::Status(201), Duration::from_millis(ms), None);
+            recorder.record(Endpoint::PlaceOrder, Outcome::Status(201), Duration::from_millis(ms), None, true);
         }
-        recorder.record(Endpoint::PlaceOrder, Outcome::Status(503), Duration::from_micros(300), None);
-        recorder.record(Endpoint::PlaceOrder, Outcome::Dropped, Duration::from_secs(60), None);
+        recorder.record(Endpoint::PlaceOrder, Outcome::Status(201), Duration::from_millis(2), None, false);
+        recorder.record(Endpoint::PlaceOrder, Outcome::Status(503), Duration::from_micros(300), None, true);
+        recorder.record(Endpoint::PlaceOrder, Outcome::Dropped, Duration::from_secs(60), None, true);
         let summary = recorder.summary(Duration::from_secs(10));
         assert_eq!(summary.len(), 1, "endpoints never called are left out");
         let orders = &summary[0];
-        assert_eq!(orders.requests, 102);
-        assert_eq!(orders.statuses["201"], 100);
+        assert_eq!(orders.requests, 103);
+        assert_eq!(orders.statuses["201"], 101);
         assert_eq!(orders.statuses["dropped"], 1);
-        assert!((orders.ok_per_s - 10.0).abs() < 1e-9);
+        assert!((orders.ok_per_s - 10.0).abs() < 1e-9, "an answer after the window is not throughput");
         assert!((orders.throughput_per_s - 10.1).abs() < 1e-9);
         assert!(orders.latency_ms.max < 101.0, "a dropped request is not an answer: {:?}", orders.latency_ms);
         assert!((orders.latency_ms.p50 - 50.0).abs() < 0.5);

@@ -43,3 +43,43 @@ async fn connections_beyond_the_cap_are_answered_503() {
     assert!(healthy.is_some(), "closing connections frees their places");
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_beyond_max_placing_are_shed_with_429_at_once() {
+    let app = spawn_app_with(|settings| {
+        settings.orders.max_placing = 2;
+        settings.payment.simulated.latency_ms = 600;
+    })
+    .await;
+    let app = std::sync::Arc::new(app);
+    let placing: Vec<_> = (0..6)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                let began = std::time::Instant::now();
+                let response = app.place(&[("americano", 1)]).await;
+                let status = response.status().as_u16();
+                let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                let body: serde_json::Value = response.json().await.unwrap();
+                (status, retry_after, body, began.elapsed())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in placing {
+        answers.push(task.await.unwrap());
+    }
+    let created = answers.iter().filter(|(status, ..)| *status == 201).count();
+    let shed: Vec<_> = answers.iter().filter(|(status, ..)| *status == 429).collect();
+    assert_eq!(created, 2, "exactly max_placing orders go through: {answers:?}");
+    assert_eq!(shed.len(), 4, "{answers:?}");
+    for (_, retry_after, body, took) in shed {
+        assert_eq!(retry_after.as_deref(), Some("1"));
+        assert_eq!(body["code"], "overloaded");
+        assert!(*took < Duration::from_millis(300), "shed at once, not after the slow payment: {took:?}");
+    }
+    // The permits come back: the next order goes through.
+    assert_eq!(app.place(&[("americano", 1)]).await.status(), 201);
+    let stats = app.stats().await;
+    assert_eq!(stats["payment"]["captured"], 3, "shed orders were never charged");
+}

@@ -8,4 +8,5 @@ mod idempotency;
 mod orders;
 mod payment;
 mod recovery;
+mod rush;
 mod validation;

@@ -1,0 +1,65 @@
+//! `crema rush`: a few seconds of a café rush against an embedded engine, as
+//! a user runs it, and its JSON report checked for what it must contain.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const CREMA: &str = env!("CARGO_BIN_EXE_crema");
+
+fn endpoint<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["endpoints"].as_array().unwrap().iter().find(|e| e["endpoint"] == name).unwrap_or_else(|| {
+        panic!("no {name} in {report:#}");
+    })
+}
+
+#[test]
+fn an_embedded_rush_places_follows_cancels_and_picks_up_orders() {
+    let output = Command::new(CREMA)
+        .args(["rush", "--embedded", "--duration", "4", "--rate", "150", "--ramp", "0.25"])
+        .args(["--brew-scale", "0.005", "--poll-every", "0.1", "--cancel", "0.2", "--poll", "0.8", "--pickup", "1"])
+        .args(["--json", "--quiet"])
+        .output()
+        .expect("crema rush runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("--json prints the report");
+
+    assert_eq!(report["embedded"], true);
+    let offered = report["orders_offered"].as_u64().unwrap();
+    // A café profile of 4 s: 1 s ramps from 15/s to 150/s around a 2 s peak ≈ 465 orders.
+    assert!((400..=530).contains(&offered), "offered {offered}");
+    let orders = endpoint(&report, "POST /orders");
+    assert_eq!(orders["statuses"]["201"].as_u64(), Some(offered), "every order accepted: {orders:#}");
+    assert_eq!(report["orders_accepted"].as_u64(), Some(offered));
+
+    let latency = &orders["latency_ms"];
+    let (p50, p99, p999, max) =
+        (latency["p50"].as_f64().unwrap(), latency["p99"].as_f64().unwrap(), latency["p999"].as_f64().unwrap(), latency["max"].as_f64().unwrap());
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max, "{latency}");
+
+    // The follow-ups happened and were answered as the API says.
+    let cancels = endpoint(&report, "POST /orders/{id}/cancel");
+    let cancelled = cancels["statuses"]["200"].as_u64().unwrap_or(0);
+    assert!(cancelled > 30, "about a fifth of the orders cancel: {cancels}");
+    let polls = endpoint(&report, "GET /orders/{id}");
+    assert!(polls["statuses"]["200"].as_u64().unwrap() > 100, "{polls}");
+    let pickups = endpoint(&report, "POST /orders/{id}/pickup");
+    assert!(pickups["statuses"]["200"].as_u64().unwrap() > 50, "{pickups}");
+    for e in report["endpoints"].as_array().unwrap() {
+        for bad in ["error", "timeout", "dropped", "500"] {
+            assert!(e["statuses"].get(bad).is_none(), "{bad} in {e}");
+        }
+    }
+    assert!(report["memory"]["peak_mib"].as_f64().unwrap() > 0.0, "the embedded engine's RSS is sampled");
+}
+
+#[test]
+fn a_rush_needs_a_target() {
+    let output = Command::new(CREMA).args(["rush", "--duration", "1"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--target"), "{}", String::from_utf8_lossy(&output.stderr));
+
+    let output = Command::new(CREMA).args(["rush", "--target", "http://127.0.0.1:1", "--duration", "1"]).output().unwrap();
+    assert!(!output.status.success(), "an unreachable target fails the rush");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("GET /menu"), "{}", String::from_utf8_lossy(&output.stderr));
+}
