@@ -16,6 +16,10 @@ use crema::domain::{Menu, OrderRequest};
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
+// The same allocator as crema, so that the ratio compares engines, not allocators.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // `cargo bench` passes `--bench`; anything that parses as an address is the bind address.
     let bind: SocketAddr =

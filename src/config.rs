@@ -131,7 +131,9 @@ pub struct OrderSettings {
     /// beyond it new ones get 429 `overloaded` at once, before the body is
     /// read. Bounds the latency of accepted orders under overload (Little's
     /// law: at most this many ahead of any order) while leaving enough in
-    /// flight for group commit to fill its batches.
+    /// flight for group commit to fill its batches. At most the payment
+    /// bulkhead (`payment.breaker.max_concurrent`), so that overload is shed
+    /// here with 429 and not as 503 `payment_unavailable`.
     pub max_placing: usize,
     /// Capacity of each order actor's mailbox.
     pub mailbox: usize,
@@ -231,7 +233,7 @@ impl Default for OrderSettings {
         OrderSettings {
             passivate_after_ms: 1_000,
             max_live: 50_000,
-            max_placing: 256,
+            max_placing: 64,
             mailbox: 64,
             refund_retry_ms: 500,
             idempotency_ttl_s: 24 * 3600,

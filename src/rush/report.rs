@@ -326,7 +326,7 @@ mod tests {
         assert!((orders.ok_per_s - 10.0).abs() < 1e-9, "an answer after the window is not throughput");
         assert!((orders.throughput_per_s - 10.1).abs() < 1e-9);
         assert!(orders.latency_ms.max < 101.0, "a dropped request is not an answer: {:?}", orders.latency_ms);
-        assert!((orders.latency_ms.p50 - 50.0).abs() < 0.5);
+        assert!((orders.latency_ms.p50 - 50.0).abs() <= 1.5, "{:?}", orders.latency_ms);
         assert!(orders.shed_latency_ms.as_ref().unwrap().max < 0.31);
     }
 }
