@@ -79,6 +79,7 @@ impl App {
         let (stop_server, stopped) = oneshot::channel::<()>();
         let mut limits = ServerLimits::from(&engine.settings.server);
         limits.metrics = Some(engine.http_metrics.clone());
+        limits.gate = Some(http::routes::placing_gate(engine.clone()));
         let routes = http::routes::routes(engine.clone());
         let server = tokio::spawn(http::serve(listener, routes, limits, async {
             let _ = stopped.await;

@@ -186,16 +186,16 @@ impl Engine {
 /// Counts `POST /orders` in progress; a [`PlacingPermit`] gives its place back when dropped.
 #[derive(Debug, Default)]
 pub struct Placing {
-    in_progress: AtomicUsize,
+    in_progress: Arc<AtomicUsize>,
 }
 
 impl Placing {
     /// A permit if fewer than `max` are in progress.
-    pub fn try_acquire(&self, max: usize) -> Option<PlacingPermit<'_>> {
+    pub fn try_acquire(&self, max: usize) -> Option<PlacingPermit> {
         self.in_progress
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
             .ok()
-            .map(|_| PlacingPermit { placing: self })
+            .map(|_| PlacingPermit { in_progress: self.in_progress.clone() })
     }
 
     pub fn in_progress(&self) -> usize {
@@ -203,13 +203,13 @@ impl Placing {
     }
 }
 
-pub struct PlacingPermit<'a> {
-    placing: &'a Placing,
+pub struct PlacingPermit {
+    in_progress: Arc<AtomicUsize>,
 }
 
-impl Drop for PlacingPermit<'_> {
+impl Drop for PlacingPermit {
     fn drop(&mut self) {
-        self.placing.in_progress.fetch_sub(1, Ordering::AcqRel);
+        self.in_progress.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

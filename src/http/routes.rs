@@ -17,6 +17,7 @@ use warp::{Filter, Rejection, Reply as _};
 use super::error::ApiError;
 use super::handlers::{self, Command, Reply, StationAction};
 use super::idempotency::InFlightKeys;
+use super::server::Gate;
 use super::{pages, sse};
 use crate::actors::engine::Engine;
 
@@ -69,14 +70,10 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .and(warp::header::headers_cloned())
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
-        .then(move |engine: Arc<Engine>, keys, headers: HeaderMap, length, body| async move {
-            // Shed first: an order over the cap costs no body read, no parsing.
-            let max_placing = engine.settings.orders.max_placing;
-            let Some(_permit) = engine.placing.try_acquire(max_placing) else {
-                return Err(ApiError::TooManyRequests(format!("{max_placing} orders are being placed")));
-            };
+        .then(move |engine, keys, headers: HeaderMap, length, body| async move {
+            // Admission (`orders.max_placing`) happened before routing: `http::placing_gate`.
             match read_limited(body, length, body_limit).await {
-                Ok(body) => handlers::place_order(engine.clone(), keys, headers, body).await,
+                Ok(body) => handlers::place_order(engine, keys, headers, body).await,
                 Err(err) => Err(err),
             }
         });
@@ -192,6 +189,25 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
 }
 
 /// Turns what no route took into a problem document.
+/// The server's [`Gate`] for crema: `POST /orders` beyond `orders.max_placing`
+/// in progress is answered 429 before warp parses anything else.
+pub fn placing_gate(engine: Arc<Engine>) -> Gate {
+    let place = crate::metrics::ROUTES.iter().position(|route| *route == "place_order").expect("a place_order route");
+    Gate(Arc::new(move |route| {
+        if route != place {
+            return Ok(None);
+        }
+        let max = engine.settings.orders.max_placing;
+        match engine.placing.try_acquire(max) {
+            Some(permit) => Ok(Some(Box::new(permit))),
+            None => {
+                engine.http_metrics.order_outcome(429);
+                Err(ApiError::TooManyRequests(format!("{max} orders are being placed")).into_response())
+            }
+        }
+    }))
+}
+
 async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     let error = if rejection.is_not_found() {
         ApiError::NotFound

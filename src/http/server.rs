@@ -3,6 +3,8 @@
 //! - cap open connections (`max_connections`; one more is answered 503 and closed),
 //! - bound the time to read a request head (`header_read_timeout`),
 //! - bound the time to a response head (`request_timeout`: 503 `overloaded`),
+//! - shed a request before it reaches warp's filters (a [`Gate`], for
+//!   `POST /orders` beyond `orders.max_placing`: 429 at the cost of a header parse),
 //! - and shut down gracefully: stop accepting, let requests in flight finish
 //!   (up to `shutdown_grace`), then close what is left.
 //!
@@ -36,6 +38,20 @@ pub struct ServerLimits {
     pub shutdown_grace: Duration,
     /// Where request latencies go, if anywhere.
     pub metrics: Option<Arc<HttpMetrics>>,
+    /// Admission before routing, if any.
+    pub gate: Option<Gate>,
+}
+
+/// Admission by route (a [`crate::metrics::ROUTES`] index), before the request
+/// reaches the filters: `Ok` with a guard held until the response is ready, or
+/// `Err` with the response to send at once.
+#[derive(Clone)]
+pub struct Gate(pub Arc<dyn Fn(usize) -> Result<Option<Box<dyn Send>>, Response> + Send + Sync>);
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Gate")
+    }
 }
 
 impl From<&ServerSettings> for ServerLimits {
@@ -46,6 +62,7 @@ impl From<&ServerSettings> for ServerLimits {
             request_timeout: Duration::from_millis(settings.request_timeout_ms),
             shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
             metrics: None,
+            gate: None,
         }
     }
 }
@@ -88,16 +105,21 @@ pub async fn serve(
         let service = service.clone();
         let request_timeout = limits.request_timeout;
         let metrics = limits.metrics.clone();
+        let gate = limits.gate.clone();
         let handler = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let mut service = service.clone();
             let metrics = metrics.clone();
             let route = route_of(request.method(), request.uri().path());
+            let admitted = gate.as_ref().map_or(Ok(None), |gate| (gate.0)(route));
             let started = Instant::now();
             async move {
-                let response = match tokio::time::timeout(request_timeout, service.call(request)).await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(never)) => match never {},
-                    Err(_) => ApiError::Timeout.into_response(),
+                let response = match admitted {
+                    Err(refused) => refused,
+                    Ok(_guard) => match tokio::time::timeout(request_timeout, service.call(request)).await {
+                        Ok(Ok(response)) => response,
+                        Ok(Err(never)) => match never {},
+                        Err(_) => ApiError::Timeout.into_response(),
+                    },
                 };
                 if let Some(metrics) = metrics {
                     metrics.latency[route].observe(started.elapsed().as_micros() as u64);
