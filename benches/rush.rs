@@ -270,7 +270,8 @@ impl Suite {
                 break;
             }
             let missing = n - placed;
-            let again = self.place(&server, missing, rate / 4.0, (missing as f64 / (rate / 4.0)).max(1.0), &format!("million-again-{round}"));
+            let slower = (rate / 4.0).min(missing as f64);
+            let again = self.place(&server, missing, slower, missing as f64 / slower, &format!("million-again-{round}"));
             placed += again["orders_accepted"].as_u64().unwrap_or(0);
         }
         std::thread::sleep(Duration::from_secs(3));

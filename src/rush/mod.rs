@@ -194,7 +194,7 @@ async fn drive(url: &str, embedded: bool, options: &RushOptions) -> anyhow::Resu
 
     let memory = options.pid.map(|pid| {
         let rss = rss_mib(pid).unwrap_or(0.0);
-        Memory { pid, start_mib: rss, peak_mib: rss, end_mib: rss }
+        Memory { pid, start_mib: rss, peak_mib: rss, end_mib: rss, samples_mib: Vec::new() }
     });
     let memory = Arc::new(std::sync::Mutex::new(memory));
     let progress = tokio::spawn(progress(shared.clone(), options.clone(), start, memory.clone()));
@@ -386,6 +386,7 @@ async fn progress(
                 let rss = rss_mib(memory.pid)?;
                 memory.peak_mib = memory.peak_mib.max(rss);
                 memory.end_mib = rss;
+                memory.samples_mib.push((rss * 10.0).round() / 10.0);
                 Some(rss)
             })
         };

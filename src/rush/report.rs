@@ -226,6 +226,8 @@ pub struct Memory {
     pub start_mib: f64,
     pub peak_mib: f64,
     pub end_mib: f64,
+    /// One sample a second from the start of the schedule.
+    pub samples_mib: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
