@@ -31,14 +31,16 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
+    let mut stream = std::pin::pin!(stream);
     if declared.is_some_and(|length| length > limit as u64) {
+        drain(&mut stream, declared.unwrap_or(0)).await;
         return Err(ApiError::BodyTooLarge(limit));
     }
     let mut body = BytesMut::new();
-    let mut stream = std::pin::pin!(stream);
     while let Some(chunk) = stream.next().await {
         let mut chunk = chunk.map_err(|err| ApiError::InvalidOrder(format!("body: {err}")))?;
         if body.len() + chunk.remaining() > limit {
+            drain(&mut stream, u64::MAX).await;
             return Err(ApiError::BodyTooLarge(limit));
         }
         while chunk.has_remaining() {
@@ -49,6 +51,33 @@ where
         }
     }
     Ok(body.freeze())
+}
+
+/// Most of a refused body read and thrown away, and for how long.
+const DRAIN_BYTES: u64 = 1 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Reads and discards the rest of a refused body (up to [`DRAIN_BYTES`] and
+/// [`DRAIN_TIME`]) so that a client still sending it can read the 413 instead
+/// of failing on a reset connection. A bigger or slower body is cut off.
+async fn drain<S, B>(stream: &mut std::pin::Pin<&mut S>, declared: u64)
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    if declared > DRAIN_BYTES && declared != u64::MAX {
+        return;
+    }
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut seen: u64 = 0;
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.remaining() as u64;
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The whole API.
