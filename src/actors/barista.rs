@@ -267,7 +267,12 @@ impl BaristaPool {
     /// When `order_id` should be ready: the queue ahead of it is handed, in
     /// order, to whichever working station frees up first. `None` when it is
     /// not here, or no station is working.
-    fn eta_of(&self, order_id: &str, now_ms: u64) -> Option<u64> {
+    ///
+    /// The ticket is found by its `queue_seq` (the queue is sorted by it), and
+    /// only the first [`EXACT_AHEAD`] tickets ahead are handed out one by one;
+    /// the rest ahead are counted at the mean brew time of those, spread over
+    /// the working stations. So a deep queue costs no more than a short one.
+    fn eta_of(&self, order_id: &str, queue_seq: Option<u64>, now_ms: u64) -> Option<u64> {
         let mut free_at: Vec<u64> = Vec::new();
         for station in self.stations.iter().filter(|station| !station.paused) {
             match &station.current {
@@ -281,30 +286,48 @@ impl BaristaPool {
                 None => free_at.push(now_ms),
             }
         }
-        for ticket in &self.queue {
-            let (slot, start) = free_at.iter().copied().enumerate().min_by_key(|(_, at)| *at)?;
-            let done = start + self.brew_ms(ticket);
-            if ticket.order_id == order_id {
-                return Some(done);
-            }
-            free_at[slot] = done;
+        if free_at.is_empty() {
+            return None;
         }
-        None
+        let position = self.queue.binary_search_by_key(&queue_seq?, |ticket| ticket.queue_seq).ok()?;
+        if self.queue[position].order_id != order_id {
+            return None;
+        }
+        let exact = position.min(EXACT_AHEAD);
+        let mut exact_brew_ms = 0;
+        for ticket in self.queue.range(..exact) {
+            let (slot, start) = free_at.iter().copied().enumerate().min_by_key(|(_, at)| *at)?;
+            let brew = self.brew_ms(ticket);
+            exact_brew_ms += brew;
+            free_at[slot] = start + brew;
+        }
+        let start = free_at.iter().copied().min()?;
+        let rest_ahead = (position - exact) as u64;
+        let rest_ms = match exact {
+            0 => 0,
+            _ => rest_ahead * exact_brew_ms / exact as u64 / free_at.len() as u64,
+        };
+        Some(start + rest_ms + self.brew_ms(&self.queue[position]))
     }
 }
+
+/// Tickets ahead handed out one by one when estimating an ETA (see `eta_of`).
+const EXACT_AHEAD: usize = 256;
 
 /// When the order should be ready, in ms since the epoch (see `eta_of`).
 #[derive(Message)]
 #[rtype(result = "Option<u64>")]
 pub struct EtaOf {
     pub order_id: String,
+    /// The order's place in the queue, if it has one.
+    pub queue_seq: Option<u64>,
 }
 
 impl Handler<EtaOf> for BaristaPool {
     type Result = Option<u64>;
 
     fn handle(&mut self, msg: EtaOf, _: &mut Self::Context) -> Option<u64> {
-        self.eta_of(&msg.order_id, now_ms())
+        self.eta_of(&msg.order_id, msg.queue_seq, now_ms())
     }
 }
 

@@ -48,7 +48,7 @@ fn created(order: &Order) -> Response {
 /// Fills in `eta` for an order not yet ready, from the pool's view of the queue.
 pub async fn with_eta(engine: &Engine, mut order: Order) -> Order {
     if order.status.holds_ticket() {
-        let ask = engine.pool.send(EtaOf { order_id: order.id.clone() }).timeout(Duration::from_secs(1));
+        let ask = engine.pool.send(EtaOf { order_id: order.id.clone(), queue_seq: order.queue_seq }).timeout(Duration::from_secs(1));
         order.eta_ms = ask.await.ok().flatten();
     }
     order

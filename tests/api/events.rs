@@ -202,6 +202,36 @@ async fn the_openapi_document_covers_every_route() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_in_a_long_queue_the_eta_still_counts_every_order_ahead() {
+    // Two manual stations (working, never finishing): each americano adds
+    // 3000 ms × 0.1 = 300 ms of work, shared by the two stations. Order 0 is
+    // taken by a station; the rest queue. Beyond the first 256 tickets ahead
+    // the estimate extrapolates: it must still grow by ~150 ms per order.
+    let app = spawn_app_with(|settings| {
+        settings.barista.stations = 2;
+        settings.barista.mode = crema::config::StationMode::Manual;
+        settings.barista.brew_scale = 0.1;
+    })
+    .await;
+    let mut orders = Vec::new();
+    for _ in 0..400 {
+        orders.push(app.place_ok(&[("americano", 1)]).await["id"].as_str().unwrap().to_owned());
+    }
+    let eta = |order: &Value| chrono::DateTime::parse_from_rfc3339(order["eta"].as_str().expect("an eta")).unwrap();
+    let near = eta(&app.order(&orders[10]).await);
+    let mid = eta(&app.order(&orders[200]).await);
+    let deep = eta(&app.order(&orders[399]).await);
+    let per_order = |from: chrono::DateTime<chrono::FixedOffset>, to: chrono::DateTime<chrono::FixedOffset>, n: i64| {
+        (to - from).num_milliseconds() as f64 / n as f64
+    };
+    let exact = per_order(near, mid, 190);
+    let extrapolated = per_order(mid, deep, 199);
+    assert!((140.0..=160.0).contains(&exact), "{exact} ms per order ahead");
+    assert!((140.0..=160.0).contains(&extrapolated), "{extrapolated} ms per order ahead, beyond the exact part");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_stream_resends_the_eta_when_the_queue_moves() {
     // One auto station at full brew times: an americano takes 3 s.
     let app = spawn_app_with(|settings| {
