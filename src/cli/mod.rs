@@ -151,6 +151,7 @@ impl RushArgs {
     fn options(self) -> anyhow::Result<RushOptions> {
         anyhow::ensure!(self.rate.is_finite() && self.rate > 0.0, "--rate must be above 0");
         anyhow::ensure!((0.0..=0.5).contains(&self.ramp), "--ramp must be between 0 and 0.5");
+        anyhow::ensure!(self.duration.is_finite() && self.duration > 0.0, "--duration must be above 0 seconds");
         let embedded = match self.embedded {
             true => Some(crate::rush::embedded_settings(self.config.as_deref(), self.durability, self.brew_scale)?),
             false => None,
