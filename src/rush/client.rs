@@ -39,9 +39,11 @@ impl Target {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum CallError {
+    #[error("no answer in time")]
     Timeout,
+    #[error("{0}")]
     Io(String),
 }
 

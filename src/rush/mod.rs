@@ -36,6 +36,31 @@ use self::report::{Endpoint, Memory, Outcome, Recorder, Report};
 use crate::app::App;
 use crate::config::Settings;
 
+/// Why a rush could not run (a rush that ran reports its failures instead).
+#[derive(Debug, thiserror::Error)]
+pub enum RushError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Target(String),
+    #[error("the embedded engine: {0}")]
+    Engine(#[from] crate::app::AppError),
+    #[error("the embedded engine's configuration: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+}
+
+fn ensure(condition: bool, message: &str) -> Result<(), RushError> {
+    if condition {
+        Ok(())
+    } else {
+        Err(RushError::Invalid(message.to_owned()))
+    }
+}
+
 /// Everything `crema rush` was asked to do.
 #[derive(Debug, Clone)]
 pub struct RushOptions {
@@ -145,11 +170,11 @@ struct OrderView {
 
 /// Runs a whole rush and returns its report. With `embedded` settings an
 /// engine is started first on a temporary directory and stopped afterwards.
-pub async fn run(mut options: RushOptions) -> anyhow::Result<Report> {
-    options.behaviour.validate().map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(options.connections >= 1, "--connections must be at least 1");
-    anyhow::ensure!(options.profile.peak_rate > 0.0, "--rate must be above 0");
-    anyhow::ensure!(options.warmup < options.profile.duration, "--warmup must be shorter than --duration");
+pub async fn run(mut options: RushOptions) -> Result<Report, RushError> {
+    options.behaviour.validate().map_err(RushError::Invalid)?;
+    ensure(options.connections >= 1, "--connections must be at least 1")?;
+    ensure(options.profile.peak_rate > 0.0, "--rate must be above 0")?;
+    ensure(options.warmup < options.profile.duration, "--warmup must be shorter than --duration")?;
 
     let mut engine = None;
     let mut _data_dir = None;
@@ -163,7 +188,7 @@ pub async fn run(mut options: RushOptions) -> anyhow::Result<Report> {
         engine = Some(app);
         _data_dir = Some(dir);
     }
-    let url = options.target.clone().ok_or_else(|| anyhow::anyhow!("give --target URL or --embedded"))?;
+    let url = options.target.clone().ok_or_else(|| RushError::Invalid("give --target URL or --embedded".into()))?;
     let outcome = drive(&url, engine.is_some(), &options).await;
     if let Some(app) = engine {
         app.shutdown().await;
@@ -171,9 +196,9 @@ pub async fn run(mut options: RushOptions) -> anyhow::Result<Report> {
     outcome
 }
 
-async fn drive(url: &str, embedded: bool, options: &RushOptions) -> anyhow::Result<Report> {
-    let target = Target::resolve(url).await.map_err(anyhow::Error::msg)?;
-    let mix = Mix::new(menu_items(&target, options.timeout).await?, None, options.customers).map_err(anyhow::Error::msg)?;
+async fn drive(url: &str, embedded: bool, options: &RushOptions) -> Result<Report, RushError> {
+    let target = Target::resolve(url).await.map_err(RushError::Target)?;
+    let mix = Mix::new(menu_items(&target, options.timeout).await?, None, options.customers).map_err(RushError::Target)?;
 
     let (jobs, backlog) = mpsc::channel::<Job>(options.backlog.max(1));
     let start = Instant::now() + Duration::from_millis(50);
@@ -241,7 +266,7 @@ async fn drive(url: &str, embedded: bool, options: &RushOptions) -> anyhow::Resu
 }
 
 /// The menu's item ids, from the target's `GET /menu`.
-async fn menu_items(target: &Target, timeout: Duration) -> anyhow::Result<Vec<String>> {
+async fn menu_items(target: &Target, timeout: Duration) -> Result<Vec<String>, RushError> {
     #[derive(serde::Deserialize)]
     struct MenuView {
         items: Vec<ItemView>,
@@ -254,8 +279,10 @@ async fn menu_items(target: &Target, timeout: Duration) -> anyhow::Result<Vec<St
     let (status, body) = connection
         .call(Method::GET, "/menu", None, timeout)
         .await
-        .map_err(|err| anyhow::anyhow!("GET /menu on {}: {err:?}", target.authority))?;
-    anyhow::ensure!(status.is_success(), "GET /menu on {} answered {status}", target.authority);
+        .map_err(|err| RushError::Target(format!("GET /menu on {}: {err}", target.authority)))?;
+    if !status.is_success() {
+        return Err(RushError::Target(format!("GET /menu on {} answered {status}", target.authority)));
+    }
     let menu: MenuView = serde_json::from_slice(&body)?;
     Ok(menu.items.into_iter().map(|item| item.id).collect())
 }
@@ -422,20 +449,20 @@ pub fn rss_mib(pid: u32) -> Option<f64> {
 
 /// The embedded engine's settings: a configuration file if given, else the
 /// defaults, with the overrides of the command line.
-pub fn embedded_settings(config: Option<&std::path::Path>, durability: Option<crate::config::Durability>, brew_scale: Option<f64>) -> anyhow::Result<Settings> {
+pub fn embedded_settings(config: Option<&std::path::Path>, durability: Option<crate::config::Durability>, brew_scale: Option<f64>) -> Result<Settings, RushError> {
     let mut settings = Settings::load(config, &crate::config::Overrides::default())?;
     if let Some(durability) = durability {
         settings.store.durability = durability;
     }
     if let Some(scale) = brew_scale {
-        anyhow::ensure!(scale >= 0.0, "--brew-scale must not be negative");
+        ensure(scale >= 0.0, "--brew-scale must not be negative")?;
         settings.barista.brew_scale = scale;
     }
     Ok(settings)
 }
 
 /// Where `--json` output goes.
-pub fn write_json(report: &Report, to: Option<&PathBuf>) -> anyhow::Result<()> {
+pub fn write_json(report: &Report, to: Option<&PathBuf>) -> Result<(), RushError> {
     let json = serde_json::to_string_pretty(report)?;
     match to {
         Some(path) => std::fs::write(path, json + "\n")?,
