@@ -193,13 +193,18 @@ impl Suite {
 
     /// One constant-rate, orders-only rush of `seconds` (scaled) after a 2 s warm-up.
     fn rush(&self, name: &str, server: &Server, rate: f64, connections: usize, seconds: f64) -> Value {
-        let path = self.out.join(format!("{name}.json"));
         let duration = self.secs(seconds) + 2.0;
         println!("== {name}: {rate:.0}/s, {connections} connections, {duration:.0} s against {}", server.url());
+        self.run_rush(name, server, rate, connections, duration, 2.0)
+    }
+
+    /// `crema rush --profile constant --orders-only` against `server`; its JSON report.
+    fn run_rush(&self, name: &str, server: &Server, rate: f64, connections: usize, duration: f64, warmup: f64) -> Value {
+        let path = self.out.join(format!("{name}.json"));
         let status = generator()
-            .args(["rush", "--target", &server.url(), "--profile", "constant", "--orders-only", "--warmup", "2"])
-            .args(["--rate", &format!("{rate:.0}"), "--duration", &format!("{duration}")])
-            .args(["--connections", &connections.to_string(), "--timeout", "10", "--quiet"])
+            .args(["rush", "--target", &server.url(), "--profile", "constant", "--orders-only", "--quiet"])
+            .args(["--rate", &format!("{rate:.0}"), "--duration", &format!("{duration}"), "--warmup", &format!("{warmup}")])
+            .args(["--connections", &connections.to_string(), "--timeout", "10"])
             .args(["--pid", &server.child.id().to_string(), "--out"])
             .arg(&path)
             .status()
@@ -238,16 +243,7 @@ impl Suite {
 
     /// Places `n` orders at `rate` (open-loop, 256 connections) and checks they were all accepted.
     fn place(&self, server: &Server, n: u64, rate: f64, seconds: f64, name: &str) -> Value {
-        let path = self.out.join(format!("{name}.json"));
-        let status = generator()
-            .args(["rush", "--target", &server.url(), "--profile", "constant", "--orders-only", "--quiet"])
-            .args(["--rate", &format!("{rate:.0}"), "--duration", &format!("{seconds}"), "--connections", "256"])
-            .args(["--pid", &server.child.id().to_string(), "--out"])
-            .arg(&path)
-            .status()
-            .expect("crema rush runs");
-        assert!(status.success(), "crema rush failed for {name}");
-        let report: Value = serde_json::from_slice(&std::fs::read(&path).expect("a report")).expect("JSON");
+        let report = self.run_rush(name, server, rate, 256, seconds, 0.0);
         let placed = report["orders_accepted"].as_u64().unwrap_or(0);
         println!("   {name}: {placed} of {n} accepted");
         report

@@ -33,14 +33,14 @@ where
 {
     let mut stream = std::pin::pin!(stream);
     if declared.is_some_and(|length| length > limit as u64) {
-        drain(&mut stream, declared.unwrap_or(0)).await;
+        drain(&mut stream, declared).await;
         return Err(ApiError::BodyTooLarge(limit));
     }
     let mut body = BytesMut::new();
     while let Some(chunk) = stream.next().await {
         let mut chunk = chunk.map_err(|err| ApiError::InvalidOrder(format!("body: {err}")))?;
         if body.len() + chunk.remaining() > limit {
-            drain(&mut stream, u64::MAX).await;
+            drain(&mut stream, declared).await;
             return Err(ApiError::BodyTooLarge(limit));
         }
         while chunk.has_remaining() {
@@ -59,13 +59,14 @@ const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Reads and discards the rest of a refused body (up to [`DRAIN_BYTES`] and
 /// [`DRAIN_TIME`]) so that a client still sending it can read the 413 instead
-/// of failing on a reset connection. A bigger or slower body is cut off.
-async fn drain<S, B>(stream: &mut std::pin::Pin<&mut S>, declared: u64)
+/// of failing on a reset connection. A body declared bigger is cut off at
+/// once; a chunked one, once it passes the bound or the time.
+async fn drain<S, B>(stream: &mut std::pin::Pin<&mut S>, declared: Option<u64>)
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    if declared > DRAIN_BYTES && declared != u64::MAX {
+    if declared.is_some_and(|length| length > DRAIN_BYTES) {
         return;
     }
     let _ = tokio::time::timeout(DRAIN_TIME, async {
@@ -217,7 +218,6 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// Turns what no route took into a problem document.
 /// The server's [`Gate`] for crema: `POST /orders` beyond `orders.max_placing`
 /// in progress is answered 429 before warp parses anything else.
 pub fn placing_gate(engine: Arc<Engine>) -> Gate {
@@ -237,6 +237,7 @@ pub fn placing_gate(engine: Arc<Engine>) -> Gate {
     }))
 }
 
+/// Turns what no route took into a problem document.
 async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     let error = if rejection.is_not_found() {
         ApiError::NotFound
