@@ -3,8 +3,8 @@
 //! temporary data directory; `crema serve` starts it on the configured address.
 //!
 //! Shutdown order (see `docs/runtime.md`): not ready → stop accepting and drain
-//! requests in flight → stop the reconciler → the store writer commits what it
-//! was given and flushes → the actor system stops.
+//! requests in flight → stop the reconciler and the store prober → the store
+//! writer commits what it was given and flushes → the actor system stops.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -23,6 +23,8 @@ use crate::persistence::{Store, StoreError};
 
 /// How often intents and orphan refunds are reconciled while running.
 const RECONCILE_EVERY: Duration = Duration::from_secs(30);
+/// How often an unwritable store is probed with a small write.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -45,6 +47,7 @@ pub struct App {
     stop_server: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     reconciler: JoinHandle<()>,
+    prober: JoinHandle<()>,
     pub recovery: RecoveryReport,
 }
 
@@ -80,6 +83,8 @@ impl App {
         let mut limits = ServerLimits::from(&engine.settings.server);
         limits.metrics = Some(engine.http_metrics.clone());
         limits.gate = Some(http::routes::placing_gate(engine.clone()));
+        limits.self_timed = vec![crate::metrics::ROUTES.iter().position(|route| *route == "place_order").unwrap_or(0)];
+        limits.allow = Some(http::routes::allowed_methods);
         let routes = http::routes::routes(engine.clone());
         let server = tokio::spawn(http::serve(listener, routes, limits, async {
             let _ = stopped.await;
@@ -111,6 +116,21 @@ impl App {
                 }
             })
         };
+        // Only a write can tell that a store which failed can write again.
+        let prober = {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(PROBE_EVERY);
+                loop {
+                    tick.tick().await;
+                    if !engine.writer.is_writable() {
+                        if let Err(err) = engine.writer.probe().await {
+                            tracing::debug!(error = %err, "the store still cannot write");
+                        }
+                    }
+                }
+            })
+        };
         Ok(App {
             addr,
             engine,
@@ -118,6 +138,7 @@ impl App {
             stop_server: Some(stop_server),
             server: Some(server),
             reconciler,
+            prober,
             recovery,
         })
     }
@@ -140,6 +161,7 @@ impl App {
             let _ = server.await;
         }
         self.reconciler.abort();
+        self.prober.abort();
         self.engine.writer.close().await;
         if let Some(system) = self.system.take() {
             let _ = tokio::task::spawn_blocking(move || system.stop()).await;

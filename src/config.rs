@@ -3,6 +3,12 @@
 //! one before. Key names are part of the HTTP contract (API.md, "Command line
 //! and configuration"); the `config` crate does the layering so that nothing
 //! here parses environment variables by hand.
+//!
+//! Only `CREMA_<SECTION>__<KEY>` variables (a double underscore between the
+//! parts) are configuration. Others that merely start with `CREMA_` belong to
+//! someone else — `CREMA_HOME`, or the service links Kubernetes injects for a
+//! Service named `crema` (`CREMA_PORT=tcp://…`, `CREMA_SERVICE_HOST=…`) — and
+//! are ignored: reading them as keys made crema refuse to start.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,8 +37,19 @@ pub struct ServerSettings {
     pub body_limit_bytes: usize,
     /// A client must send its whole request head within this time.
     pub header_read_timeout_ms: u64,
-    /// A request that has no response head by then gets 503.
+    /// A request that has no response head by then gets 503. `POST /orders`
+    /// is exempt: it is bounded by `orders.place_timeout_ms` instead, and
+    /// never answers "not placed" for an order that may still be placed.
     pub request_timeout_ms: u64,
+    /// A request body must arrive within this time of its head; a slower one
+    /// gets 408 and the connection is closed.
+    pub body_read_timeout_ms: u64,
+    /// A response write that makes no progress for this long (the client does
+    /// not read) closes the connection.
+    pub write_timeout_ms: u64,
+    /// A connection with no bytes moving either way for this long is closed
+    /// (idle keep-alive; live event streams send a comment every 15 s).
+    pub idle_timeout_ms: u64,
     /// Open connections beyond this are answered 503 and closed at once.
     pub max_connections: usize,
     /// How long shutdown waits for requests in flight before closing them.
@@ -143,6 +160,11 @@ pub struct OrderSettings {
     pub idempotency_ttl_s: u64,
     /// How long an HTTP handler waits for an order actor's answer.
     pub ask_timeout_ms: u64,
+    /// How long `POST /orders` waits for its placement (intent, charge,
+    /// establishing write) before answering 202 `placement_pending`: the
+    /// outcome is then unknown to the client, who learns it by repeating the
+    /// request with the same `Idempotency-Key` (or `GET` on the `Location`).
+    pub place_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -172,6 +194,9 @@ impl Default for ServerSettings {
             body_limit_bytes: 64 * 1024,
             header_read_timeout_ms: 5_000,
             request_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            write_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
             max_connections: 4_096,
             shutdown_grace_ms: 10_000,
         }
@@ -238,6 +263,7 @@ impl Default for OrderSettings {
             refund_retry_ms: 500,
             idempotency_ttl_s: 24 * 3600,
             ask_timeout_ms: 5_000,
+            place_timeout_ms: 10_000,
         }
     }
 }
@@ -258,9 +284,40 @@ pub struct Overrides {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]
-    Load(#[from] config::ConfigError),
+    Load(config::ConfigError),
     #[error("configuration: {0}")]
     Invalid(String),
+}
+
+// Not `#[from]`: that would make the inner error the `source` as well, and
+// `crema: {err:#}` would print its text twice.
+impl From<config::ConfigError> for ConfigError {
+    fn from(err: config::ConfigError) -> Self {
+        ConfigError::Load(err)
+    }
+}
+
+/// The sections of [`Settings`], the only `CREMA_<SECTION>__…` prefixes read.
+const SECTIONS: [&str; 6] = ["server", "store", "payment", "barista", "orders", "menu"];
+
+/// The `CREMA_*` variables that are crema configuration: those of the shape
+/// `CREMA_<SECTION>__<KEY>`. A variable of that shape whose section is not one
+/// of [`SECTIONS`] is an error (a typo should not pass silently); one without
+/// `__` is not ours and is left alone.
+fn config_variables(vars: impl Iterator<Item = (String, String)>) -> Result<config::Map<String, String>, ConfigError> {
+    let mut map = config::Map::new();
+    for (name, value) in vars {
+        let Some(rest) = name.strip_prefix("CREMA_") else { continue };
+        let Some((section, _)) = rest.split_once("__") else { continue };
+        if !SECTIONS.iter().any(|known| section.eq_ignore_ascii_case(known)) {
+            return Err(ConfigError::Invalid(format!(
+                "{name}: unknown section {section:?} (CREMA_<SECTION>__<KEY>, sections: {})",
+                SECTIONS.join(", ")
+            )));
+        }
+        map.insert(name, value);
+    }
+    Ok(map)
 }
 
 impl Settings {
@@ -276,7 +333,8 @@ impl Settings {
             config::Environment::with_prefix("CREMA")
                 .prefix_separator("_")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .source(Some(config_variables(std::env::vars())?)),
         );
         if let Some(bind) = overrides.bind {
             builder = builder.set_override("server.bind", bind.to_string())?;
@@ -330,6 +388,33 @@ impl Settings {
         }
         if self.orders.max_live == 0 || self.orders.mailbox < 8 || self.orders.max_placing == 0 {
             return invalid("orders.max_live and orders.max_placing must be at least 1, orders.mailbox at least 8");
+        }
+        for (name, value) in [
+            ("server.header_read_timeout_ms", self.server.header_read_timeout_ms),
+            ("server.request_timeout_ms", self.server.request_timeout_ms),
+            ("server.body_read_timeout_ms", self.server.body_read_timeout_ms),
+            ("server.write_timeout_ms", self.server.write_timeout_ms),
+            ("server.idle_timeout_ms", self.server.idle_timeout_ms),
+            ("payment.timeout_ms", self.payment.timeout_ms),
+            ("orders.ask_timeout_ms", self.orders.ask_timeout_ms),
+            ("orders.place_timeout_ms", self.orders.place_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!("{name} must be at least 1 (0 would refuse everything)")));
+            }
+        }
+        if self.payment.gateway == GatewayKind::Http {
+            match reqwest::Url::parse(&self.payment.url) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+                Ok(_) => return invalid("payment.url must be an http:// or https:// URL with a host"),
+                Err(err) => return Err(ConfigError::Invalid(format!("payment.url {:?} is not a URL: {err}", self.payment.url))),
+            }
+        }
+        let currency = &self.menu.currency;
+        if currency.len() != 3 || !currency.bytes().all(|byte| byte.is_ascii_uppercase()) {
+            return Err(ConfigError::Invalid(format!(
+                "menu.currency {currency:?} must be an ISO 4217 code: three capital letters, e.g. KRW or EUR"
+            )));
         }
         self.menu().validate().map_err(ConfigError::Invalid)
     }
@@ -398,5 +483,47 @@ brew_ms = 100
         assert!(Settings::load(Some(&path), &Overrides::default()).is_err());
         std::fs::write(&path, "[barista]\nstations = 0\n").unwrap();
         assert!(Settings::load(Some(&path), &Overrides::default()).is_err());
+    }
+
+    fn load_text(text: &str) -> Result<Settings, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crema.toml");
+        std::fs::write(&path, text).unwrap();
+        Settings::load(Some(&path), &Overrides::default())
+    }
+
+    #[test]
+    fn values_that_would_refuse_everything_are_errors() {
+        for text in [
+            "[server]\nrequest_timeout_ms = 0\n",
+            "[payment]\ntimeout_ms = 0\n",
+            "[payment]\ngateway = \"http\"\nurl = \"not a url\"\n",
+            "[payment]\ngateway = \"http\"\nurl = \"ftp://pay.example\"\n",
+            "[menu]\ncurrency = \"EURO\"\n",
+            "[menu]\ncurrency = \"eur\"\n",
+        ] {
+            let err = load_text(text).expect_err(text).to_string();
+            assert!(err.starts_with("configuration: "), "{err}");
+        }
+        assert!(load_text("[payment]\ngateway = \"http\"\nurl = \"http://10.0.0.7:9090\"\n").is_ok());
+    }
+
+    #[test]
+    fn only_section_shaped_crema_variables_are_configuration() {
+        let vars = [
+            ("CREMA_HOME", "/x"),
+            ("CREMA_PORT", "tcp://10.0.0.1:8080"),
+            ("CREMA_PORT_8080_TCP_ADDR", "10.0.0.1"),
+            ("CREMA_SERVICE_HOST", "10.0.0.1"),
+            ("PATH", "/bin"),
+            ("CREMA_BARISTA__STATIONS", "5"),
+        ]
+        .map(|(name, value)| (name.to_owned(), value.to_owned()));
+        let map = config_variables(vars.into_iter()).unwrap();
+        assert_eq!(map.len(), 1);
+        assert_eq!(map["CREMA_BARISTA__STATIONS"], "5");
+        let typo = [("CREMA_BARISTER__STATIONS".to_owned(), "5".to_owned())];
+        let err = config_variables(typo.into_iter()).unwrap_err().to_string();
+        assert!(err.contains("CREMA_BARISTER__STATIONS"), "{err}");
     }
 }

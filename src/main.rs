@@ -14,7 +14,7 @@ fn main() -> std::process::ExitCode {
     match crema::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("crema: {err:#}");
+            eprintln!("crema: {}", crema::cli::error_chain(&err));
             std::process::ExitCode::FAILURE
         }
     }

@@ -92,7 +92,7 @@ pub struct HttpMetrics {
     pub order_outcomes: Vec<(u16, AtomicU64)>,
 }
 
-const OUTCOMES: &[u16] = &[201, 400, 402, 404, 409, 413, 415, 422, 429, 500, 503];
+const OUTCOMES: &[u16] = &[201, 202, 400, 402, 404, 408, 409, 413, 415, 422, 429, 500, 503];
 
 impl Default for HttpMetrics {
     fn default() -> Self {

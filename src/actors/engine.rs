@@ -89,6 +89,8 @@ pub struct Engine {
     pub ready: AtomicBool,
     /// `POST /orders` in progress (see `orders.max_placing`).
     pub placing: Placing,
+    /// Orders answered 202 `placement_pending` whose placement may still run.
+    pub pending: PendingPlacements,
     pub http_metrics: Arc<HttpMetrics>,
 }
 
@@ -145,6 +147,7 @@ impl Engine {
             next_arbiter: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
             placing: Placing::default(),
+            pending: PendingPlacements::default(),
             http_metrics: Arc::default(),
         }))
     }
@@ -180,6 +183,48 @@ impl Engine {
         self.directory.get_or_start(id, || {
             Ok(self.store.get_order(id)?.map(|order| OrderActor::start_revived(order, self.clone())))
         })
+    }
+}
+
+/// The ids of orders whose client was answered 202 `placement_pending`, so
+/// that `GET /orders/{id}` can say "still being placed" without asking the
+/// actor (whose mailbox waits behind the placement). Only the rare 202 path
+/// inserts; an entry leaves when its placement ends, or when a `GET` finds
+/// the outcome settled. Bounded: beyond [`PendingPlacements::MAX`] ids a 202
+/// is not remembered, and such a `GET` waits for the actor instead.
+#[derive(Debug, Default)]
+pub struct PendingPlacements {
+    ids: std::sync::Mutex<std::collections::HashSet<String>>,
+    len: AtomicUsize,
+}
+
+impl PendingPlacements {
+    pub const MAX: usize = 10_000;
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.ids.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    pub fn mark(&self, id: &str) {
+        let mut ids = self.lock();
+        if ids.len() < Self::MAX && ids.insert(id.to_owned()) {
+            self.len.store(ids.len(), Ordering::Release);
+        }
+    }
+
+    /// Forgets `id`; costs one atomic load when nothing is pending.
+    pub fn clear(&self, id: &str) {
+        if self.len.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut ids = self.lock();
+        if ids.remove(id) {
+            self.len.store(ids.len(), Ordering::Release);
+        }
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.len.load(Ordering::Acquire) > 0 && self.lock().contains(id)
     }
 }
 

@@ -5,7 +5,12 @@
 //!    persist the paid, queued order with its ticket and index entries (one
 //!    batch, which also deletes the intent) → hand the ticket to the pool →
 //!    answer. A charge that did not happen deletes the intent; a charge whose
-//!    outcome is unknown leaves it for reconciliation.
+//!    outcome is unknown leaves it for reconciliation. A charge whose order
+//!    cannot be stored is refunded at once (and the intent stays, so that
+//!    reconciliation finishes the job if the refund fails too). What the
+//!    placement holds (its `orders.max_placing` permit, its `Idempotency-Key`)
+//!    is released only when it has an outcome, even if the HTTP caller
+//!    stopped waiting: a retry with the same key cannot start a second charge.
 //! 2. Ticket moves from the pool (`TicketStarted`, `TicketRequeued`,
 //!    `TicketFinished`) are persisted in the order they arrive.
 //! 3. `Cancel`: withdraw the ticket (or abort its brewing) → persist
@@ -46,6 +51,9 @@ pub enum OrderError {
     PaymentUnavailable { reason: String, retry_after_s: u64 },
     #[error("storage failed: {0}")]
     Store(#[from] StoreError),
+    /// The charge succeeded but the order could not be stored: not placed.
+    #[error("the order could not be stored (charge refunded: {refunded})")]
+    NotStored { refunded: bool },
     #[error("the engine is shutting down")]
     ShuttingDown,
 }
@@ -200,6 +208,10 @@ pub struct Place {
     pub payment_key: String,
     /// The client's `Idempotency-Key` and body hash, recorded with the outcome.
     pub idempotency: Option<(String, [u8; 32])>,
+    /// Released when the placement has an outcome (not when the HTTP caller
+    /// stops waiting): the `orders.max_placing` permit and the in-flight
+    /// `Idempotency-Key`.
+    pub held: Box<dyn Send>,
 }
 
 impl Handler<Place> for OrderActor {
@@ -209,8 +221,8 @@ impl Handler<Place> for OrderActor {
         let engine = self.engine.clone();
         let id = self.id.clone();
         let me = ctx.address();
+        let Place { draft, payment_key, idempotency, held } = msg;
         let saga = async move {
-            let Place { draft, payment_key, idempotency } = msg;
             let intent = PaymentIntent {
                 key: payment_key.clone(),
                 order_id: id.clone(),
@@ -237,8 +249,18 @@ impl Handler<Place> for OrderActor {
                     if let Some((key, _)) = &idempotency {
                         batch.put_idempotency(key, &record(IdempotentOutcome::Created(order.clone())));
                     }
-                    // If this commit fails the intent stays, and reconciliation refunds the charge.
-                    engine.writer.commit(batch).await?;
+                    if let Err(err) = engine.writer.commit(batch).await {
+                        // Charged but not stored: not placed. Refund now rather
+                        // than at the next reconciliation; the intent stays until
+                        // the store can write, so a failed refund is retried there.
+                        tracing::error!(order = %id, %err, "the paid order could not be stored; refunding its charge");
+                        let payment_id = order.payment.payment_id.clone();
+                        let refunded = matches!(engine.payment.send(Refund { payment_id }).await, Ok(Ok(())));
+                        if refunded {
+                            let _ = engine.writer.commit(std::mem::take(Batch::new().delete_intent(&payment_key))).await;
+                        }
+                        return Err(OrderError::NotStored { refunded });
+                    }
                     if engine.pool.send(Enqueue(ticket_for(&order, me))).await.is_err() {
                         tracing::error!(order = %id, "the barista pool is gone; the ticket waits on disk for a restart");
                     }
@@ -264,7 +286,10 @@ impl Handler<Place> for OrderActor {
                 }
             }
         };
-        AtomicResponse::new(Box::pin(saga.into_actor(self).map(|placed, act, ctx| {
+        AtomicResponse::new(Box::pin(saga.into_actor(self).map(move |placed, act, ctx| {
+            // The outcome is durable (or known not to exist): release the permit and the key.
+            drop(held);
+            act.engine.pending.clear(&act.id);
             match &placed {
                 Ok(order) => {
                     act.engine.publish(order, None);

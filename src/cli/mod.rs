@@ -262,3 +262,38 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let _ = interrupt.await;
 }
+
+/// An error and its causes on one line, each cause once: an error type that
+/// prints its source inside its own message (`"configuration: {0}"`) is not
+/// followed by that source again, as `{:#}` would.
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("configuration: {0}")]
+        struct Outer(#[source] std::io::Error);
+        let err = anyhow::Error::new(Outer(std::io::Error::other("bad key")));
+        assert_eq!(error_chain(&err), "configuration: bad key");
+        let err = anyhow::Error::new(std::io::Error::other("disk")).context("opening the store");
+        assert_eq!(error_chain(&err), "opening the store: disk");
+    }
+}
+

@@ -4,6 +4,7 @@
 //! `now_ms` arguments, so every rule can be unit-tested on its own. Actors
 //! (`crate::actors`) drive these types; HTTP (`crate::http`) renders them.
 
+pub mod key;
 pub mod menu;
 pub mod order;
 pub mod time;

@@ -115,7 +115,9 @@ pub struct HistoryEntry {
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64)]
     pub customer: Option<String>,
+    #[schema(min_items = 1, max_items = 20)]
     pub items: Vec<LineRequest>,
 }
 
@@ -123,6 +125,7 @@ pub struct OrderRequest {
 #[serde(deny_unknown_fields)]
 pub struct LineRequest {
     pub menu_id: String,
+    #[schema(minimum = 1, maximum = 20)]
     pub qty: u32,
 }
 

@@ -52,9 +52,30 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the request took too long")]
     Timeout,
+    /// 408: the body did not arrive within `server.body_read_timeout_ms`.
+    #[error("the request body did not arrive within {0} ms")]
+    BodyTimeout(u64),
+    /// 202 `placement_pending`: the order `order_id` is being placed and its
+    /// outcome is not known yet. Never "not placed": the client learns the
+    /// outcome by repeating the request with the same `Idempotency-Key`, or
+    /// from `GET /orders/{order_id}`.
+    #[error(
+        "the order is still being placed and may yet be charged and accepted; repeat the request with the same \
+         Idempotency-Key, or GET /orders/{order_id}, to learn the outcome"
+    )]
+    PlacementPending { order_id: String },
+    /// 503 `storage_unavailable`: crema cannot write its store (a full disk,
+    /// an I/O error); `detail` says what happened to the request, never where
+    /// the data lives.
+    #[error("{0}")]
+    StorageUnavailable(String),
+    /// 500. The detail stays in the log; the client gets a generic one.
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// How long a client is asked to wait when the store cannot write.
+const STORAGE_RETRY_AFTER_S: u64 = 5;
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
@@ -63,9 +84,12 @@ impl ApiError {
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PaymentDeclined => StatusCode::PAYMENT_REQUIRED,
-            ApiError::PaymentUnavailable { .. } | ApiError::Overloaded { .. } | ApiError::Timeout => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::PaymentUnavailable { .. }
+            | ApiError::Overloaded { .. }
+            | ApiError::Timeout
+            | ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::PlacementPending { .. } => StatusCode::ACCEPTED,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RequestInFlight
@@ -98,6 +122,9 @@ impl ApiError {
             ApiError::StationConflict(_) => "station_conflict",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::BodyTimeout(_) => "body_timeout",
+            ApiError::PlacementPending { .. } => "placement_pending",
+            ApiError::StorageUnavailable(_) => "storage_unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -107,7 +134,8 @@ impl ApiError {
             ApiError::PaymentUnavailable { retry_after_s, .. } | ApiError::Overloaded { retry_after_s, .. } => {
                 Some((*retry_after_s).max(1))
             }
-            ApiError::Timeout | ApiError::TooManyRequests(_) => Some(1),
+            ApiError::Timeout | ApiError::TooManyRequests(_) | ApiError::PlacementPending { .. } => Some(1),
+            ApiError::StorageUnavailable(_) => Some(STORAGE_RETRY_AFTER_S),
             _ => None,
         }
     }
@@ -128,19 +156,31 @@ impl ApiError {
             code: &'a str,
             #[serde(skip_serializing_if = "Option::is_none")]
             retry_after_s: Option<u64>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            order_id: Option<&'a str>,
         }
         let status = self.status();
         let retry_after_s = self.retry_after_s();
-        if status.is_server_error() && !matches!(self, ApiError::PaymentUnavailable { .. } | ApiError::Overloaded { .. }) {
-            tracing::error!(error = %self, "request failed");
-        }
+        let detail = match &self {
+            // What went wrong inside (an error text may name files) is for the log only.
+            ApiError::Internal(inner) => {
+                tracing::error!(error = %inner, "request failed");
+                "internal error; the server log has the details".to_owned()
+            }
+            other => other.to_string(),
+        };
+        let order_id = match &self {
+            ApiError::PlacementPending { order_id } => Some(order_id.as_str()),
+            _ => None,
+        };
         let problem = Problem {
             kind: format!("/problems/{}", self.code()),
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
-            detail: self.to_string(),
+            detail,
             code: self.code(),
             retry_after_s,
+            order_id,
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = Response::new(body.into());
@@ -149,6 +189,13 @@ impl ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(seconds) = retry_after_s {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(location) = order_id.and_then(|id| HeaderValue::from_str(&format!("/orders/{id}")).ok()) {
+            headers.insert(header::LOCATION, location);
+        }
+        if matches!(self, ApiError::BodyTimeout(_)) {
+            // The rest of the body may still be on its way: this connection is done.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
     }
@@ -163,7 +210,17 @@ impl From<OrderError> for ApiError {
             OrderError::Transition(err) => ApiError::Conflict(err.to_string()),
             OrderError::Declined => ApiError::PaymentDeclined,
             OrderError::PaymentUnavailable { reason, retry_after_s } => ApiError::PaymentUnavailable { reason, retry_after_s },
-            OrderError::Store(err) => ApiError::Internal(err.to_string()),
+            OrderError::Store(err) => ApiError::from(err),
+            OrderError::NotStored { refunded } => {
+                let charge = if refunded {
+                    "the charge was refunded"
+                } else {
+                    "the charge will be refunded automatically"
+                };
+                ApiError::StorageUnavailable(format!(
+                    "crema could not save the order, so it was not placed; {charge}. Please order again shortly"
+                ))
+            }
             OrderError::ShuttingDown => ApiError::overloaded("the engine is shutting down"),
         }
     }
@@ -171,7 +228,15 @@ impl From<OrderError> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
-        ApiError::Internal(err.to_string())
+        match err {
+            StoreError::Rocks(inner) => {
+                // The text names the data directory: log it, do not send it.
+                tracing::warn!(error = %inner, "a request failed on the store");
+                ApiError::StorageUnavailable("crema cannot write its store right now; nothing was changed".into())
+            }
+            StoreError::Closed => ApiError::overloaded("the engine is shutting down"),
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use super::error::ApiError;
 use super::idempotency::{self, Begin, InFlightKeys};
 use super::views::{OrderView, TicketJson};
 use crate::actors::barista::{self, EtaOf, ListQueue, ListStations, StationState};
-use crate::actors::engine::Engine;
+use crate::actors::engine::{Engine, PlacingPermit};
 use crate::actors::order::{Cancel, GetOrder, OrderActor, Pickup, Place};
 use crate::actors::projection::GetStats;
 use crate::domain::{Order, OrderRequest, OrderStatus};
@@ -105,15 +105,30 @@ fn replay(outcome: IdempotentOutcome) -> Response {
 
 /// `POST /orders`: validate, check the key, reserve a queue place, then let a
 /// new order actor charge and establish the order.
-pub async fn place_order(engine: Arc<Engine>, keys: Arc<InFlightKeys>, headers: HeaderMap, body: Bytes) -> Reply {
+///
+/// `permit` is this request's `orders.max_placing` place, taken only once the
+/// body is in. It and the key go with the placement and are released when it
+/// has an outcome. The wait for that outcome is bounded by
+/// `orders.place_timeout_ms`, after which the answer is 202
+/// `placement_pending`, never a "not placed" for an order that may still be.
+pub async fn place_order(
+    engine: Arc<Engine>,
+    keys: Arc<InFlightKeys>,
+    headers: HeaderMap,
+    body: Bytes,
+    permit: PlacingPermit,
+) -> Reply {
     require_json(&headers)?;
     let request: OrderRequest =
         serde_json::from_slice(&body).map_err(|err| ApiError::InvalidOrder(format!("body: {err}")))?;
     let draft = request.validate(&engine.menu).map_err(|err| ApiError::InvalidOrder(err.to_string()))?;
     let key = idempotency_key(&headers)?;
     ensure_ready(&engine)?;
+    if !engine.writer.is_writable() {
+        return Err(ApiError::StorageUnavailable("crema cannot save orders right now; nothing was charged".into()));
+    }
     let hash = idempotency::body_hash(&body);
-    let _guard = match &key {
+    let guard = match &key {
         None => None,
         Some(key) => match keys.begin(&engine.store, key, hash)? {
             Begin::Proceed(guard) => Some(guard),
@@ -138,32 +153,57 @@ pub async fn place_order(engine: Arc<Engine>, keys: Arc<InFlightKeys>, headers: 
         draft,
         payment_key: format!("crema-{id}"),
         idempotency: key.map(|key| (key, hash)),
+        held: Box::new((permit, guard)),
     };
-    let actor = OrderActor::start_placing(id, engine.clone());
+    let actor = OrderActor::start_placing(id.clone(), engine.clone());
+    let place_timeout = Duration::from_millis(engine.settings.orders.place_timeout_ms);
     // The actor gives the queue place back if placing fails; only a message
     // that never reached it leaves that to us.
-    match actor.send(place).timeout(ask_timeout(&engine)).await {
+    match actor.send(place).timeout(place_timeout).await {
         Ok(Ok(order)) => Ok(created(&with_eta(&engine, order).await)),
         Ok(Err(err)) => Err(err.into()),
         Err(actix::MailboxError::Closed) => {
             engine.admission.release();
             Err(ApiError::overloaded("the engine is shutting down"))
         }
-        Err(actix::MailboxError::Timeout) => Err(ApiError::Timeout),
+        // The saga goes on without us: its outcome is unknown, not negative.
+        Err(actix::MailboxError::Timeout) => {
+            engine.pending.mark(&id);
+            Err(ApiError::PlacementPending { order_id: id })
+        }
     }
 }
 
-/// The order as its actor holds it, else as its snapshot says; `None` if there is none.
+/// The order as its actor holds it, else as its snapshot says; `None` if
+/// there is none. An order still being placed is neither: 202 `placement_pending`.
 pub async fn current_order(engine: &Engine, id: &str) -> Result<Option<Order>, ApiError> {
+    if engine.pending.contains(id) {
+        // Answered 202 before: placed (a snapshot), still placing (a live
+        // actor without one), or ended without an order (neither).
+        match read_snapshot(engine, id).await? {
+            Some(_) => engine.pending.clear(id),
+            None if engine.directory.get(id).is_some() => {
+                return Err(ApiError::PlacementPending { order_id: id.to_owned() })
+            }
+            None => {
+                engine.pending.clear(id);
+                return Ok(None);
+            }
+        }
+    }
     if let Some(actor) = engine.directory.get(id) {
         match actor.send(GetOrder).timeout(ask_timeout(engine)).await {
             Ok(Some(order)) => return Ok(Some(order)),
-            // Still being placed: not an order yet.
-            Ok(None) => return Ok(None),
+            // Still being placed: not an order yet, but it may become one.
+            Ok(None) => return Err(ApiError::PlacementPending { order_id: id.to_owned() }),
             // Passivating or busy: the snapshot is what it last persisted.
             Err(_) => {}
         }
     }
+    read_snapshot(engine, id).await
+}
+
+async fn read_snapshot(engine: &Engine, id: &str) -> Result<Option<Order>, ApiError> {
     let store = engine.store.clone();
     let id = id.to_owned();
     tokio::task::spawn_blocking(move || store.get_order(&id))
@@ -379,10 +419,17 @@ pub async fn healthz() -> Reply {
     Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"})))
 }
 
+/// `GET /readyz`: 200 only while crema can take orders: recovery has finished
+/// and the store can write.
 pub async fn readyz(engine: Arc<Engine>) -> Reply {
-    if engine.is_ready() {
-        Ok(json(StatusCode::OK, &serde_json::json!({"status": "ready"})))
+    let status = if !engine.is_ready() {
+        "recovering"
+    } else if !engine.writer.is_writable() {
+        "storage_unavailable"
     } else {
-        Ok(json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": "recovering"})))
-    }
+        return Ok(json(StatusCode::OK, &serde_json::json!({"status": "ready"})));
+    };
+    let mut response = json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": status}));
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+    Ok(response)
 }

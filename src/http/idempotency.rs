@@ -13,8 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::persistence::{IdempotencyRecord, Store, StoreError};
 
-/// Longest key accepted, in bytes.
-pub const MAX_KEY_LEN: usize = 255;
+pub use crate::domain::key::{valid_idempotency_key as valid_key, MAX_KEY_LEN};
 
 #[derive(Default)]
 pub struct InFlightKeys {
@@ -64,11 +63,6 @@ impl InFlightKeys {
     }
 }
 
-/// Checks a key's shape: 1-255 visible ASCII characters.
-pub fn valid_key(key: &[u8]) -> bool {
-    !key.is_empty() && key.len() <= MAX_KEY_LEN && key.iter().all(|byte| (0x21..=0x7e).contains(byte))
-}
-
 pub fn body_hash(body: &[u8]) -> [u8; 32] {
     Sha256::digest(body).into()
 }
@@ -76,16 +70,6 @@ pub fn body_hash(body: &[u8]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_shape() {
-        assert!(valid_key(b"abc-123"));
-        assert!(valid_key(&[b'k'; 255]));
-        assert!(!valid_key(&[b'k'; 256]));
-        assert!(!valid_key(b""));
-        assert!(!valid_key(b"has space"));
-        assert!(!valid_key("ключ".as_bytes()));
-    }
 
     #[test]
     fn second_begin_while_in_flight_is_refused_then_released() {

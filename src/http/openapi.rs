@@ -23,8 +23,10 @@ pub struct Problem {
     detail: String,
     /// Stable, snake_case: `invalid_order`, `payment_unavailable`, `overloaded`, ...
     code: String,
-    /// With 503s: the seconds to wait, as in `Retry-After`.
+    /// With 202, 429 and 503: the seconds to wait, as in `Retry-After`.
     retry_after_s: Option<u64>,
+    /// With 202 `placement_pending`: the order being placed.
+    order_id: Option<String>,
 }
 
 /// A page of `GET /orders`, newest first.
@@ -51,14 +53,24 @@ fn menu() {}
 #[utoipa::path(post, path = "/orders", request_body = OrderRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "1-255 visible ASCII; replays the first outcome")),
     responses(
-        (status = 201, body = OrderView, description = "Paid and accepted; `Location: /orders/{id}`"),
-        (status = 400, body = Problem, description = "invalid_order"),
-        (status = 402, body = Problem, description = "payment_declined"),
-        (status = 409, body = Problem, description = "request_in_flight"),
-        (status = 413, body = Problem, description = "body_too_large"),
-        (status = 415, body = Problem, description = "unsupported_media_type"),
-        (status = 422, body = Problem, description = "idempotency_key_reused"),
-        (status = 503, body = Problem, description = "payment_unavailable or overloaded, with Retry-After"),
+        (status = 201, body = OrderView, description = "Paid and accepted",
+            headers(("Location" = String, description = "/orders/{id}"),
+                    ("Idempotent-Replayed" = Option<String>, description = "`true` on a replay"))),
+        (status = 202, body = Problem, content_type = "application/problem+json",
+            description = "placement_pending: the outcome is not known yet; repeat with the same Idempotency-Key or GET the Location",
+            headers(("Location" = String, description = "/orders/{order_id}"), ("Retry-After" = u64))),
+        (status = 408, body = Problem, content_type = "application/problem+json", description = "body_timeout: the body did not arrive in time"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "overloaded: too many orders being placed",
+            headers(("Retry-After" = u64))),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "invalid_order"),
+        (status = 402, body = Problem, content_type = "application/problem+json", description = "payment_declined"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "request_in_flight"),
+        (status = 413, body = Problem, content_type = "application/problem+json", description = "body_too_large"),
+        (status = 415, body = Problem, content_type = "application/problem+json", description = "unsupported_media_type"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "idempotency_key_reused"),
+        (status = 503, body = Problem, content_type = "application/problem+json",
+            description = "payment_unavailable, overloaded or storage_unavailable: not placed",
+            headers(("Retry-After" = u64))),
     ))]
 fn place_order() {}
 
@@ -66,27 +78,29 @@ fn place_order() {}
 #[utoipa::path(get, path = "/orders",
     params(("customer" = Option<String>, Query), ("status" = Option<String>, Query),
            ("limit" = Option<u32>, Query, description = "1-200, default 50"), ("after" = Option<String>, Query)),
-    responses((status = 200, body = OrderPage), (status = 400, body = Problem, description = "invalid_query")))]
+    responses((status = 200, body = OrderPage), (status = 400, body = Problem, content_type = "application/problem+json", description = "invalid_query")))]
 fn list_orders() {}
 
 /// One order, from its own actor's state.
 #[utoipa::path(get, path = "/orders/{id}", params(("id" = String, Path)),
-    responses((status = 200, body = OrderView), (status = 404, body = Problem, description = "order_not_found")))]
+    responses((status = 200, body = OrderView),
+              (status = 202, body = Problem, content_type = "application/problem+json", description = "placement_pending: still being placed"),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "order_not_found")))]
 fn get_order() {}
 
 /// Cancel: withdraw or abort the ticket and refund.
 #[utoipa::path(post, path = "/orders/{id}/cancel", params(("id" = String, Path)),
-    responses((status = 200, body = OrderView), (status = 404, body = Problem), (status = 409, body = Problem, description = "too_late_to_cancel")))]
+    responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json", description = "too_late_to_cancel")))]
 fn cancel_order() {}
 
 /// Pick up a ready order.
 #[utoipa::path(post, path = "/orders/{id}/pickup", params(("id" = String, Path)),
-    responses((status = 200, body = OrderView), (status = 404, body = Problem), (status = 409, body = Problem, description = "not_ready")))]
+    responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json", description = "not_ready")))]
 fn pickup_order() {}
 
 /// Server-sent events of one order: its current state, then each change (`event: status`, `id` = version).
 #[utoipa::path(get, path = "/orders/{id}/events", params(("id" = String, Path)),
-    responses((status = 200, content_type = "text/event-stream", body = OrderView), (status = 404, body = Problem)))]
+    responses((status = 200, content_type = "text/event-stream", body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 fn order_events() {}
 
 /// Server-sent events of every order (`id` = event-log sequence; `Last-Event-ID` replays).
@@ -101,23 +115,23 @@ fn stations() {}
 
 /// Pause a station; its current ticket goes back to the head of the queue.
 #[utoipa::path(post, path = "/stations/{id}/pause", params(("id" = String, Path)),
-    responses((status = 200, body = StationView), (status = 404, body = Problem)))]
+    responses((status = 200, body = StationView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 fn pause_station() {}
 
 /// Resume a station.
 #[utoipa::path(post, path = "/stations/{id}/resume", params(("id" = String, Path)),
-    responses((status = 200, body = StationView), (status = 404, body = Problem)))]
+    responses((status = 200, body = StationView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 fn resume_station() {}
 
 /// Manual station: take the next ticket.
 #[utoipa::path(post, path = "/stations/{id}/next", params(("id" = String, Path)),
     responses((status = 200, body = TicketJson), (status = 204, description = "The queue is empty"),
-              (status = 404, body = Problem), (status = 409, body = Problem, description = "station_conflict")))]
+              (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json", description = "station_conflict")))]
 fn next_ticket() {}
 
 /// Manual station: the current ticket is made.
 #[utoipa::path(post, path = "/stations/{id}/done", params(("id" = String, Path)),
-    responses((status = 200, body = StationView), (status = 404, body = Problem), (status = 409, body = Problem)))]
+    responses((status = 200, body = StationView), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 fn done_ticket() {}
 
 /// The ticket queue.
@@ -133,11 +147,12 @@ fn stats() {}
 fn metrics() {}
 
 /// 200 while the process runs.
-#[utoipa::path(get, path = "/healthz", responses((status = 200)))]
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Object)))]
 fn healthz() {}
 
-/// 200 once recovery has finished, 503 before.
-#[utoipa::path(get, path = "/readyz", responses((status = 200), (status = 503)))]
+/// 200 while crema can take orders: recovery has finished and the store can write; else 503.
+#[utoipa::path(get, path = "/readyz", responses((status = 200, body = Object),
+    (status = 503, body = Object, description = "`{\"status\": \"recovering\"|\"storage_unavailable\"}`", headers(("Retry-After" = u64)))))]
 fn readyz() {}
 
 /// This document.

@@ -92,6 +92,7 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
 
     let menu = warp::path!("menu").and(warp::get()).and(with_engine.clone()).then(handlers::menu);
 
+    let body_timeout_ms = engine.settings.server.body_read_timeout_ms;
     let order_metrics = engine.http_metrics.clone();
     let place = warp::path!("orders")
         .and(warp::post())
@@ -100,12 +101,23 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .and(warp::header::headers_cloned())
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
-        .then(move |engine, keys, headers: HeaderMap, length, body| async move {
-            // Admission (`orders.max_placing`) happened before routing: `http::placing_gate`.
-            match read_limited(body, length, body_limit).await {
-                Ok(body) => handlers::place_order(engine, keys, headers, body).await,
-                Err(err) => Err(err),
-            }
+        .then(move |engine: Arc<Engine>, keys, headers: HeaderMap, length, body| async move {
+            // A slow upload holds nothing of the engine's: the body is read
+            // (within its own time bound) before a placing permit is taken.
+            let read = tokio::time::timeout(
+                std::time::Duration::from_millis(body_timeout_ms),
+                read_limited(body, length, body_limit),
+            );
+            let body = match read.await {
+                Ok(Ok(body)) => body,
+                Ok(Err(err)) => return Err(err),
+                Err(_) => return Err(ApiError::BodyTimeout(body_timeout_ms)),
+            };
+            let max = engine.settings.orders.max_placing;
+            let Some(permit) = engine.placing.try_acquire(max) else {
+                return Err(ApiError::TooManyRequests(format!("{max} orders are being placed")));
+            };
+            handlers::place_order(engine, keys, headers, body, permit).await
         });
     let list = warp::path!("orders")
         .and(warp::get())
@@ -218,23 +230,65 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .boxed()
 }
 
-/// The server's [`Gate`] for crema: `POST /orders` beyond `orders.max_placing`
-/// in progress is answered 429 before warp parses anything else.
+/// The server's [`Gate`] for crema: while `orders.max_placing` orders are
+/// being placed, a further `POST /orders` is answered 429 before warp parses
+/// anything else (shedding costs a header parse). The gate only looks: the
+/// permit itself is taken once the body is in (see `routes`), so a client
+/// that uploads slowly holds no place.
 pub fn placing_gate(engine: Arc<Engine>) -> Gate {
     let place = crate::metrics::ROUTES.iter().position(|route| *route == "place_order").expect("a place_order route");
     Gate(Arc::new(move |route| {
-        if route != place {
-            return Ok(None);
-        }
         let max = engine.settings.orders.max_placing;
-        match engine.placing.try_acquire(max) {
-            Some(permit) => Ok(Some(Box::new(permit))),
-            None => {
-                engine.http_metrics.order_outcome(429);
-                Err(ApiError::TooManyRequests(format!("{max} orders are being placed")).into_response())
-            }
+        if route != place || engine.placing.in_progress() < max {
+            return Ok(());
         }
+        engine.http_metrics.order_outcome(429);
+        Err(ApiError::TooManyRequests(format!("{max} orders are being placed")).into_response())
     }))
+}
+
+/// The methods a path answers, for the `Allow` header of a 405 (RFC 9110
+/// §15.5.6); `None` for a path that is no route at all.
+pub fn allowed_methods(path: &str) -> Option<&'static str> {
+    const READ: &str = "GET, HEAD";
+    // Every route has at most three segments; a fourth only says "longer".
+    let mut parts = path.trim_matches('/').split('/');
+    let mut segments = [""; 4];
+    let mut len = 0;
+    while len < segments.len() {
+        match parts.next() {
+            Some(segment) => segments[len] = segment,
+            None => break,
+        }
+        len += 1;
+    }
+    match &segments[..len] {
+        ["orders"] => Some("GET, HEAD, POST"),
+        ["orders", _] | ["orders", _, "events"] => Some(READ),
+        ["orders", _, "cancel" | "pickup"] => Some("POST"),
+        ["stations", _, "pause" | "resume" | "next" | "done"] => Some("POST"),
+        ["menu" | "stations" | "queue" | "stats" | "metrics" | "events" | "healthz" | "readyz" | "openapi.json"] => {
+            Some(READ)
+        }
+        [""] | ["barista"] | ["dashboard"] | ["static", ..] => Some(READ),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::allowed_methods;
+
+    #[test]
+    fn allow_lists_what_each_path_answers() {
+        assert_eq!(allowed_methods("/orders"), Some("GET, HEAD, POST"));
+        assert_eq!(allowed_methods("/orders/abc"), Some("GET, HEAD"));
+        assert_eq!(allowed_methods("/orders/abc/cancel"), Some("POST"));
+        assert_eq!(allowed_methods("/stations/bar-1/pause"), Some("POST"));
+        assert_eq!(allowed_methods("/healthz"), Some("GET, HEAD"));
+        assert_eq!(allowed_methods("/nope"), None);
+        assert_eq!(allowed_methods("/orders/a/b/c"), None);
+    }
 }
 
 /// Turns what no route took into a problem document.

@@ -1,14 +1,21 @@
 //! The HTTP server loop, hardened where warp 0.4 is not: warp's filters are
 //! served through hyper directly, so that here we can
-//! - cap open connections (`max_connections`; one more is answered 503 and closed),
+//! - cap open connections (`max_connections`; one more has its request read,
+//!   is answered 503 and closed),
 //! - bound the time to read a request head (`header_read_timeout`),
 //! - bound the time to a response head (`request_timeout`: 503 `overloaded`),
+//!   except for the routes that bound their own time (`self_timed`:
+//!   `POST /orders`, whose answer must never be a "try again" for an order
+//!   that may still be placed),
+//! - close connections that stop reading their responses (`write_timeout`)
+//!   or move no bytes either way (`idle_timeout`) — see [`TimedIo`],
 //! - shed a request before it reaches warp's filters (a [`Gate`], for
 //!   `POST /orders` beyond `orders.max_placing`: 429 at the cost of a header parse),
+//! - answer `HEAD` on every `GET` route and give 405s their `Allow` header,
 //! - and shut down gracefully: stop accepting, let requests in flight finish
 //!   (up to `shutdown_grace`), then close what is left.
 //!
-//! Bodies are bounded by the routes (64 KiB by default, see `routes`).
+//! Bodies are bounded in size and time by the routes (see `routes`).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,6 +43,12 @@ pub struct ServerLimits {
     pub header_read_timeout: Duration,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub write_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// Routes ([`crate::metrics::ROUTES`] indexes) exempt from `request_timeout`.
+    pub self_timed: Vec<usize>,
+    /// The `Allow` header of a 405 on a path.
+    pub allow: Option<fn(&str) -> Option<&'static str>>,
     /// Where request latencies go, if anywhere.
     pub metrics: Option<Arc<HttpMetrics>>,
     /// Admission before routing, if any.
@@ -43,10 +56,9 @@ pub struct ServerLimits {
 }
 
 /// Admission by route (a [`crate::metrics::ROUTES`] index), before the request
-/// reaches the filters: `Ok` with a guard held until the response is ready, or
-/// `Err` with the response to send at once.
+/// reaches the filters: `Ok` to go on, or `Err` with the response to send at once.
 #[derive(Clone)]
-pub struct Gate(pub Arc<dyn Fn(usize) -> Result<Option<Box<dyn Send>>, Response> + Send + Sync>);
+pub struct Gate(pub Arc<dyn Fn(usize) -> Result<(), Response> + Send + Sync>);
 
 impl std::fmt::Debug for Gate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -61,6 +73,10 @@ impl From<&ServerSettings> for ServerLimits {
             header_read_timeout: Duration::from_millis(settings.header_read_timeout_ms),
             request_timeout: Duration::from_millis(settings.request_timeout_ms),
             shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
+            write_timeout: Duration::from_millis(settings.write_timeout_ms),
+            idle_timeout: Duration::from_millis(settings.idle_timeout_ms),
+            self_timed: Vec::new(),
+            allow: None,
             metrics: None,
             gate: None,
         }
@@ -69,6 +85,41 @@ impl From<&ServerSettings> for ServerLimits {
 
 /// What an over-limit connection is told before it is closed.
 const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: application/problem+json\r\nconnection: close\r\ncontent-length: 126\r\n\r\n{\"type\":\"/problems/overloaded\",\"title\":\"Service Unavailable\",\"status\":503,\"code\":\"overloaded\",\"detail\":\"too many connections\"}";
+
+/// Connections being refused at once (read, answered 503, closed); beyond
+/// this many a refused connection is closed without an answer.
+const MAX_REFUSING: usize = 256;
+/// Most of a refused connection's request that is read before the 503.
+const REFUSED_READ_BYTES: usize = 16 * 1024;
+
+/// Reads (and drops) what a refused client sends, up to [`REFUSED_READ_BYTES`]
+/// or the end of its request head, so that it reads the 503 instead of a reset.
+async fn read_refused_request(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = vec![0u8; REFUSED_READ_BYTES];
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match stream.read(&mut buffer[filled..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => filled += read,
+        }
+        if buffer[..filled].windows(4).any(|window| window == b"\r\n\r\n") {
+            return;
+        }
+    }
+}
+
+/// Refuses an over-limit connection politely: reads its request head (for a
+/// moment), answers 503, and closes after reading what is still in flight.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_millis(500), read_refused_request(&mut stream)).await;
+    if tokio::time::timeout(Duration::from_secs(1), stream.write_all(TOO_MANY_CONNECTIONS)).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    // Closing with unread bytes would reset the connection and could destroy the answer.
+    let _ = tokio::time::timeout(Duration::from_millis(500), read_refused_request(&mut stream)).await;
+}
 
 /// Serves `routes` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve(
@@ -80,6 +131,7 @@ pub async fn serve(
     let service = warp::service(routes);
     let graceful = GracefulShutdown::new();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -95,10 +147,12 @@ pub async fn serve(
             },
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tokio::spawn(async move {
-                let mut stream = stream;
-                let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(TOO_MANY_CONNECTIONS)).await;
-            });
+            if let Ok(refusal) = refusing.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(refusal);
+                });
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -106,31 +160,49 @@ pub async fn serve(
         let request_timeout = limits.request_timeout;
         let metrics = limits.metrics.clone();
         let gate = limits.gate.clone();
-        let handler = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let self_timed = limits.self_timed.clone();
+        let allow = limits.allow;
+        let handler = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             let mut service = service.clone();
             let metrics = metrics.clone();
+            // HEAD is GET without the body (RFC 9110 §9.3.2); hyper leaves the body out.
+            if request.method() == http::Method::HEAD {
+                *request.method_mut() = http::Method::GET;
+            }
             let route = route_of(request.method(), request.uri().path());
-            let admitted = gate.as_ref().map_or(Ok(None), |gate| (gate.0)(route));
+            let allowed = allow.and_then(|allow| allow(request.uri().path()));
+            let admitted = gate.as_ref().map_or(Ok(()), |gate| (gate.0)(route));
+            let timed = !self_timed.contains(&route);
             let started = Instant::now();
             async move {
-                let response = match admitted {
+                let mut response = match admitted {
                     Err(refused) => refused,
-                    Ok(_guard) => match tokio::time::timeout(request_timeout, service.call(request)).await {
+                    Ok(()) if timed => match tokio::time::timeout(request_timeout, service.call(request)).await {
                         Ok(Ok(response)) => response,
                         Ok(Err(never)) => match never {},
                         Err(_) => ApiError::Timeout.into_response(),
                     },
+                    Ok(()) => match service.call(request).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    },
                 };
+                if response.status() == http::StatusCode::METHOD_NOT_ALLOWED {
+                    if let Some(allowed) = allowed {
+                        response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static(allowed));
+                    }
+                }
                 if let Some(metrics) = metrics {
                     metrics.latency[route].observe(started.elapsed().as_micros() as u64);
                 }
                 Ok::<Response, Infallible>(response)
             }
         });
+        let io = TimedIo::new(stream, limits.write_timeout, limits.idle_timeout);
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(stream), handler);
+            .serve_connection(TokioIo::new(io), handler);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(err) = connection.await {
@@ -143,5 +215,195 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace period over; closing the remaining connections"),
+    }
+}
+
+/// A connection's bytes with two deadlines hyper does not keep: a write that
+/// makes no progress for `write_timeout` (the client stopped reading, e.g.
+/// pipelining requests and never reading the answers) and a connection on
+/// which no byte moves either way for `idle_timeout` both end in a
+/// `TimedOut` error, which closes the connection and frees its place.
+///
+/// One timer per connection, re-armed lazily: it only moves when it fires
+/// early (progress happened meanwhile) or a write stall brings the deadline
+/// forward, so a busy connection does not touch the timer wheel per read.
+pub struct TimedIo<T> {
+    inner: T,
+    write_timeout: Duration,
+    idle_timeout: Duration,
+    /// The last time a byte moved either way.
+    last_progress: tokio::time::Instant,
+    /// Since when a write has been pending, if one is.
+    write_stalled_since: Option<tokio::time::Instant>,
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<T> TimedIo<T> {
+    pub fn new(inner: T, write_timeout: Duration, idle_timeout: Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        TimedIo {
+            inner,
+            write_timeout,
+            idle_timeout,
+            last_progress: now,
+            write_stalled_since: None,
+            timer: Box::pin(tokio::time::sleep_until(now + idle_timeout)),
+        }
+    }
+
+    fn deadline(&self) -> tokio::time::Instant {
+        let idle = self.last_progress + self.idle_timeout;
+        match self.write_stalled_since {
+            Some(since) => idle.min(since + self.write_timeout),
+            None => idle,
+        }
+    }
+
+    /// Called when the inner I/O is pending: an error once the deadline has
+    /// passed, else `Pending` with the timer armed to wake this task.
+    fn expired(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Error> {
+        use std::task::Poll;
+        let deadline = self.deadline();
+        if self.timer.deadline() > deadline {
+            self.timer.as_mut().reset(deadline);
+        }
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let deadline = self.deadline();
+            if tokio::time::Instant::now() >= deadline {
+                let what = if self.write_stalled_since.is_some() { "the client stopped reading" } else { "idle connection" };
+                return Poll::Ready(std::io::Error::new(std::io::ErrorKind::TimedOut, what));
+            }
+            // Fired early: bytes moved since it was armed.
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for TimedIo<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        match std::pin::Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(result) => {
+                if buf.filled().len() > before {
+                    this.last_progress = tokio::time::Instant::now();
+                }
+                Poll::Ready(result)
+            }
+            Poll::Pending => this.expired(cx).map(Err),
+        }
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for TimedIo<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.after_write(cx, polled)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.after_write(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_flush(cx);
+        this.after_write(cx, polled)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+impl<T> TimedIo<T> {
+    fn after_write<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        polled: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        use std::task::Poll;
+        match polled {
+            Poll::Ready(result) => {
+                self.write_stalled_since = None;
+                self.last_progress = tokio::time::Instant::now();
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                self.write_stalled_since.get_or_insert_with(tokio::time::Instant::now);
+                self.expired(cx).map(Err)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[tokio::test]
+    async fn an_idle_connection_times_out() {
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let mut io = TimedIo::new(ours, 100 * MS, 300 * MS);
+        let mut buffer = [0u8; 8];
+        let began = Instant::now();
+        let err = io.read(&mut buffer).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(began.elapsed() >= 300 * MS && began.elapsed() < 2_000 * MS, "{:?}", began.elapsed());
+    }
+
+    #[tokio::test]
+    async fn a_write_nobody_reads_times_out_after_the_write_timeout() {
+        let (ours, _theirs) = tokio::io::duplex(64);
+        let mut io = TimedIo::new(ours, 100 * MS, 5_000 * MS);
+        io.write_all(&[1u8; 64]).await.unwrap();
+        let began = Instant::now();
+        let err = io.write_all(&[2u8; 64]).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
+        assert!(began.elapsed() >= 100 * MS && began.elapsed() < 2_000 * MS, "{:?}", began.elapsed());
+    }
+
+    #[tokio::test]
+    async fn bytes_moving_keep_a_connection_open() {
+        let (ours, mut theirs) = tokio::io::duplex(64);
+        let mut io = TimedIo::new(ours, 100 * MS, 200 * MS);
+        let reader = tokio::spawn(async move {
+            let mut buffer = [0u8; 8];
+            io.read_exact(&mut buffer).await.map(|_| buffer)
+        });
+        for byte in 0..8u8 {
+            tokio::time::sleep(100 * MS).await;
+            theirs.write_all(&[byte]).await.unwrap();
+        }
+        assert_eq!(reader.await.unwrap().unwrap(), [0, 1, 2, 3, 4, 5, 6, 7], "800 ms in all, never 200 ms without a byte");
     }
 }

@@ -87,6 +87,10 @@ fn encode<T: Serialize>(kind: Kind, value: &T) -> Vec<u8> {
     bytes
 }
 
+/// Most bytes one record may claim while decoding: a corrupted length prefix
+/// must be an error, not an allocation of whatever size it names.
+const DECODE_LIMIT_BYTES: usize = 1 << 20;
+
 fn decode<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, CodecError> {
     let [version, found, body @ ..] = bytes else {
         return Err(CodecError::Truncated);
@@ -97,7 +101,8 @@ fn decode<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, CodecError
     if *found != kind as u8 {
         return Err(CodecError::Kind { expected: kind, found: *found });
     }
-    let (value, read) = bincode::serde::decode_from_slice(body, bincode::config::standard())?;
+    let config = bincode::config::standard().with_limit::<DECODE_LIMIT_BYTES>();
+    let (value, read) = bincode::serde::decode_from_slice(body, config)?;
     if read != body.len() {
         return Err(CodecError::Trailing(body.len() - read));
     }

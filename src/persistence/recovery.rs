@@ -91,6 +91,17 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
     let mut counts = counts;
     let mut tickets = Vec::new();
     live.sort_by_key(|order| order.queue_seq);
+    // A brewing order's ticket left the index when brewing started (and is
+    // put back below): only the orders not brewing should have one on disk.
+    let expected_tickets =
+        live.iter().filter(|order| order.status.holds_ticket() && order.status != OrderStatus::Brewing).count();
+    if expected_tickets != persisted_tickets.len() {
+        tracing::warn!(
+            expected = expected_tickets,
+            found = persisted_tickets.len(),
+            "ticket index and snapshots disagree; snapshots win"
+        );
+    }
     for order in live.iter_mut() {
         if order.status.holds_ticket() {
             let seq = order
@@ -107,10 +118,6 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
                 report.requeued += 1;
             }
         }
-    }
-    let queued = live.iter().filter(|order| order.status.holds_ticket()).count();
-    if queued != persisted_tickets.len() {
-        tracing::warn!(queued, tickets = persisted_tickets.len(), "ticket index and snapshots disagree; snapshots win");
     }
     for order in live {
         let holds_ticket = order.status.holds_ticket();

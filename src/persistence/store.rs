@@ -110,6 +110,12 @@ impl Batch {
         self
     }
 
+    /// The writer's health probe: the time of the last probe, in `meta`.
+    pub fn put_probe(&mut self, at_ms: u64) -> &mut Self {
+        self.ops.push(Op::Put(Cf::Meta, b"probe".to_vec(), at_ms.to_be_bytes().to_vec()));
+        self
+    }
+
     pub fn delete_intent(&mut self, key: &str) -> &mut Self {
         self.ops.push(Op::Delete(Cf::Intents, key.as_bytes().to_vec()));
         self

@@ -12,8 +12,15 @@
 //!
 //! Shutdown: [`StoreWriter::close`] queues a stop behind everything already
 //! sent; the thread commits those, flushes the WAL and memtables, and exits.
+//!
+//! Health: a failed write (a full disk, an I/O error) marks the store
+//! unwritable ([`StoreWriter::is_writable`]: `/readyz` answers 503 and new
+//! orders are refused before they are charged) until a write succeeds again.
+//! RocksDB stops accepting writes after such an error and resumes by itself
+//! once its SstFileManager sees free space; [`StoreWriter::probe`] (called
+//! periodically by the app while unwritable) is the write that notices.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -39,6 +46,8 @@ pub struct WriterStats {
     pub group_sizes: Histogram,
     /// Time of one group's RocksDB write (with its WAL sync), µs.
     pub write_us: Histogram,
+    /// Group writes that failed.
+    pub failures: AtomicU64,
 }
 
 impl Default for WriterStats {
@@ -49,6 +58,7 @@ impl Default for WriterStats {
             largest_group: AtomicU64::new(0),
             group_sizes: Histogram::new(GROUP_SIZES),
             write_us: Histogram::new(LATENCY_US),
+            failures: AtomicU64::new(0),
         }
     }
 }
@@ -58,6 +68,8 @@ impl Default for WriterStats {
 pub struct StoreWriter {
     tx: mpsc::Sender<Request>,
     stats: Arc<WriterStats>,
+    /// False from a failed write until the next successful one.
+    writable: Arc<AtomicBool>,
     thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -67,12 +79,26 @@ impl StoreWriter {
     pub fn start(store: Store, durability: Durability, max_batch: usize, mailbox: usize) -> StoreWriter {
         let (tx, rx) = mpsc::channel(mailbox);
         let stats = Arc::new(WriterStats::default());
-        let thread_stats = stats.clone();
+        let writable = Arc::new(AtomicBool::new(true));
+        let (thread_stats, thread_writable) = (stats.clone(), writable.clone());
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(store, rx, durability, max_batch, &thread_stats))
+            .spawn(move || run(store, rx, durability, max_batch, &thread_stats, &thread_writable))
             .expect("spawning the store writer thread");
-        StoreWriter { tx, stats, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
+        StoreWriter { tx, stats, writable, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
+    }
+
+    /// Whether the last write succeeded. Only a write can tell: see [`Self::probe`].
+    pub fn is_writable(&self) -> bool {
+        self.writable.load(Ordering::Acquire)
+    }
+
+    /// Writes a small marker (`meta/probe`, the time); a success marks the
+    /// store writable again.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let mut batch = Batch::new();
+        batch.put_probe(crate::domain::time::now_ms());
+        self.commit(batch).await
     }
 
     /// Commits `batch` atomically; resolves once it is durable (per the
@@ -98,7 +124,14 @@ impl StoreWriter {
     }
 }
 
-fn run(store: Store, mut rx: mpsc::Receiver<Request>, durability: Durability, max_batch: usize, stats: &WriterStats) {
+fn run(
+    store: Store,
+    mut rx: mpsc::Receiver<Request>,
+    durability: Durability,
+    max_batch: usize,
+    stats: &WriterStats,
+    writable: &AtomicBool,
+) {
     let mut options = rocksdb::WriteOptions::default();
     options.set_sync(durability == Durability::Sync);
     let mut group: Vec<(Batch, oneshot::Sender<Result<(), StoreError>>)> = Vec::with_capacity(max_batch);
@@ -129,8 +162,20 @@ fn run(store: Store, mut rx: mpsc::Receiver<Request>, durability: Durability, ma
             }
         }
         let result = store.db().write_opt(write_batch, &options);
-        if let Err(err) = &result {
-            tracing::error!(error = %err, requests = group.len(), "store write failed");
+        match &result {
+            Err(err) => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                if writable.swap(false, Ordering::AcqRel) {
+                    tracing::error!(error = %err, requests = group.len(), "store write failed; the store is unwritable until a write succeeds");
+                } else {
+                    tracing::debug!(error = %err, requests = group.len(), "store write failed again");
+                }
+            }
+            Ok(()) => {
+                if !writable.swap(true, Ordering::AcqRel) {
+                    tracing::warn!("the store accepts writes again");
+                }
+            }
         }
         let size = group.len() as u64;
         stats.groups.fetch_add(1, Ordering::Relaxed);

@@ -83,3 +83,195 @@ async fn orders_beyond_max_placing_are_shed_with_429_at_once() {
     let stats = app.stats().await;
     assert_eq!(stats["payment"]["captured"], 3, "shed orders were never charged");
 }
+
+/// Opens `n` connections that send a `POST /orders` head announcing a body,
+/// then trickle it one byte at a time, slower than any customer would.
+async fn slow_uploaders(addr: &str, n: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut uploads = Vec::new();
+    for _ in 0..n {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        uploads.push(tokio::spawn(async move {
+            let head = "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n";
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            for _ in 0..200 {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if stream.write_all(b" ").await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    uploads
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_uploads_hold_no_placing_permit_and_are_cut_off() {
+    let app = spawn_app_with(|settings| {
+        settings.orders.max_placing = 4;
+        settings.server.body_read_timeout_ms = 1_500;
+    })
+    .await;
+    // Four times max_placing slow uploads: once they held every permit and
+    // everyone else got 429.
+    let uploads = slow_uploaders(&app.addr(), 16).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for n in 0..10 {
+        assert_eq!(app.place(&[("americano", 1)]).await.status(), 201, "normal order {n} during slow uploads");
+    }
+    // And the slow ones are answered 408 and closed once their time is up.
+    let mut stream = TcpStream::connect(app.addr()).await.unwrap();
+    stream
+        .write_all(b"POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "a slow body is cut off");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("body_timeout"), "{text}");
+    for upload in uploads {
+        upload.abort();
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_never_read_their_answers_are_reaped() {
+    let app = spawn_app_with(|settings| {
+        settings.server.max_connections = 8;
+        settings.server.write_timeout_ms = 500;
+    })
+    .await;
+    // Eight connections pipeline requests for big answers and never read.
+    let mut hogs = Vec::new();
+    for _ in 0..8 {
+        let mut stream = TcpStream::connect(app.addr()).await.unwrap();
+        let requests = "GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2_000);
+        hogs.push(tokio::spawn(async move {
+            let _ = stream.write_all(requests.as_bytes()).await;
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            drop(stream);
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let served = crate::helpers::wait_until(Duration::from_secs(10), || async {
+        let response = app.client.get(app.url("/healthz")).send().await.ok()?;
+        (response.status() == 200).then_some(())
+    })
+    .await;
+    assert!(served.is_some(), "the hogs' places are freed and /healthz answers again");
+    for hog in hogs {
+        hog.abort();
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let app = spawn_app_with(|settings| settings.server.idle_timeout_ms = 300).await;
+    let mut stream = TcpStream::connect(app.addr()).await.unwrap();
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "a keep-alive connection left idle is closed");
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_leaves_room_for_customers_once_it_ends() {
+    let app = spawn_app_with(|settings| {
+        settings.server.max_connections = 32;
+        settings.server.header_read_timeout_ms = 500;
+    })
+    .await;
+    // 200 connections that send nothing: the first 32 hold places until the
+    // header-read timeout, the rest are refused at once.
+    let mut flood = Vec::new();
+    for _ in 0..200 {
+        if let Ok(stream) = TcpStream::connect(app.addr()).await {
+            flood.push(stream);
+        }
+    }
+    let served = crate::helpers::wait_until(Duration::from_secs(10), || async {
+        let response = app.client.post(app.url("/orders")).header("content-type", "application/json")
+            .body(crate::helpers::order_body(&[("americano", 1)]).to_string()).send().await.ok()?;
+        (response.status() == 201).then_some(())
+    })
+    .await;
+    assert!(served.is_some(), "a customer gets through while the flood's connections are still open");
+    drop(flood);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_reads_the_request_and_gets_the_503_not_a_reset() {
+    let app = spawn_app_with(|settings| settings.server.max_connections = 1).await;
+    let _holder = TcpStream::connect(app.addr()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut refused = TcpStream::connect(app.addr()).await.unwrap();
+    // A request with a body, sent in full: closing without reading it would reset.
+    let body = crate::helpers::order_body(&[("americano", 1)]).to_string();
+    let request = format!(
+        "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    refused.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), refused.read_to_end(&mut answer)).await.unwrap();
+    assert!(read.is_ok(), "no reset: {read:?}");
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 503"));
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_method_gets_405_with_allow_and_head_works_on_get_routes() {
+    let app = crate::helpers::spawn_app().await;
+    let response = app.client.delete(app.url("/orders")).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET, HEAD, POST");
+    let response = app.client.get(app.url("/orders/x/cancel")).send().await.unwrap();
+    assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "POST");
+    for path in ["/healthz", "/menu", "/openapi.json", "/"] {
+        let response = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "HEAD {path}");
+        assert!(response.bytes().await.unwrap().is_empty(), "HEAD {path} has no body");
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrelated_crema_variables_do_not_stop_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    // What Kubernetes injects for a Service named `crema`, and a stray CREMA_HOME.
+    let server = crate::helpers::Process::crema(
+        &dir.path().join("data"),
+        &[
+            ("CREMA_HOME", "/opt/crema"),
+            ("CREMA_PORT", "tcp://10.0.0.1:8080"),
+            ("CREMA_PORT_8080_TCP_ADDR", "10.0.0.1"),
+            ("CREMA_SERVICE_HOST", "10.0.0.1"),
+            ("CREMA_SERVICE_PORT", "8080"),
+        ],
+    );
+    let response = reqwest::get(format!("{}/healthz", server.base)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    server.terminate();
+}
+
+#[test]
+fn a_configuration_error_is_printed_once() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_crema"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data", "/nonexistent/never"])
+        .env("CREMA_SERVER__REQUEST_TIMEOUT_MS", "0")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr.lines().find(|line| line.starts_with("crema: ")).expect("an error line");
+    assert_eq!(line.matches("request_timeout_ms").count(), 1, "{line}");
+}

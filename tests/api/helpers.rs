@@ -88,6 +88,23 @@ impl TestApp {
         self.post_json("/orders", &order_body(items)).await
     }
 
+    /// `POST /orders` with an `Idempotency-Key`.
+    pub async fn place_with_key(&self, key: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/orders"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The host:port the server listens on, for raw TCP clients.
+    pub fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_owned()
+    }
+
     /// Places an order that must succeed; returns its JSON.
     pub async fn place_ok(&self, items: &[(&str, u32)]) -> Value {
         let response = self.place(items).await;

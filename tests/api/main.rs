@@ -2,6 +2,7 @@
 //! (on port 0, with a temporary data directory) over HTTP.
 
 mod events;
+mod faults;
 mod hardening;
 mod helpers;
 mod idempotency;
@@ -9,4 +10,5 @@ mod orders;
 mod payment;
 mod recovery;
 mod rush;
+mod soak;
 mod validation;

@@ -1,17 +1,73 @@
 // Shared helpers for crema's screens: money, API calls, error messages.
 const won = (n) => "₩" + Number(n).toLocaleString("ko-KR");
 
+// Calls the API. Never throws: a network failure is `{ status: 0, network: true }`
+// and marks the connection lost (see `connectionLost`).
 async function api(method, path, body, headers = {}) {
-  const init = { method, headers: { ...headers } };
+  const init = { method, headers: { ...headers }, cache: "no-store" };
   if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const response = await fetch(path, init);
-  const text = await response.text();
+  let response, text;
+  try {
+    response = await fetch(path, init);
+    text = await response.text();
+  } catch (_) {
+    connectionLost();
+    return { status: 0, ok: false, network: true, retryAfter: null, data: null };
+  }
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (_) { data = { detail: text }; }
   return { status: response.status, ok: response.ok, retryAfter: response.headers.get("retry-after"), data };
+}
+
+// The connection to crema: when a call or a live stream fails, every screen
+// shows "connection lost — retrying", greys out what it shows (it may be
+// stale), probes /healthz every 2 s, and on success hides the banner and
+// calls the page's `onReconnect` handlers to reload what it shows.
+const connection = { lost: false, handlers: [] };
+
+function onReconnect(handler) { connection.handlers.push(handler); }
+
+function connectionBanner() {
+  let banner = document.getElementById("connection");
+  if (!banner) {
+    banner = el("div", { id: "connection", class: "banner error connection hidden", role: "status", "data-testid": "connection" },
+      "Connection to crema lost — retrying…");
+    document.body.prepend(banner);
+  }
+  return banner;
+}
+
+function connectionLost() {
+  if (connection.lost) return;
+  connection.lost = true;
+  connectionBanner().classList.remove("hidden");
+  document.body.classList.add("stale");
+  setTimeout(probeConnection, 2000);
+}
+
+async function probeConnection() {
+  try {
+    const response = await fetch("/healthz", { cache: "no-store" });
+    if (response.ok) {
+      connection.lost = false;
+      connectionBanner().classList.add("hidden");
+      document.body.classList.remove("stale");
+      for (const handler of connection.handlers) handler();
+      return;
+    }
+  } catch (_) { /* still down */ }
+  setTimeout(probeConnection, 2000);
+}
+
+// An EventSource that reports a lost connection. The browser reconnects it by
+// itself; `onReconnect` handlers reload what the events would have said.
+function liveEvents(path) {
+  const source = new EventSource(path);
+  source.addEventListener("error", () => { if (source.readyState !== EventSource.OPEN) connectionLost(); });
+  return source;
 }
 
 // What to tell a person about a failed call.
@@ -22,6 +78,8 @@ function problemMessage(result) {
   if (code === "overloaded") return `We're very busy right now, try again in ${wait || 1} s`;
   if (code === "payment_declined") return "Your payment was declined; no order was placed";
   if (code === "too_late_to_cancel") return "Too late to cancel: your order is already made";
+  if (code === "storage_unavailable") return `We can't take orders for a moment, try again in ${wait || 5} s`;
+  if (result.network) return "crema can't be reached; check your connection";
   return (result.data && result.data.detail) || `Something went wrong (${result.status})`;
 }
 

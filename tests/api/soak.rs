@@ -1,0 +1,401 @@
+//! The kill soak: `crema serve` and `crema payment-sim` (the http gateway)
+//! under load from many clients with idempotency keys, cancels and pickups,
+//! while crema is killed with SIGKILL every few seconds (and payment-sim now
+//! and then) and restarted. Clients retry every unknown outcome with the same
+//! key, as the API asks. At the end, Jepsen-style counts:
+//!
+//! - `lost`: an order answered 201 that is not there, or an acknowledged
+//!   cancel or pickup that did not stick;
+//! - `duplicated`: one client key with two orders, or one order charged twice;
+//! - `unexpected`: an order whose client was finally told it was not placed;
+//! - `orphan_charges`: a capture with no order, or of a cancelled order, that
+//!   is not refunded once crema has settled;
+//! - `stuck`: an order not ready, picked up or cancelled-and-refunded by then;
+//! - `status_regressions`: an order seen at a lower version than before.
+//!
+//! `make test` runs a short soak (`SOAK_CYCLES`, default 8); `make soak` a long one.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::{json, Value};
+
+use crate::helpers::{free_port, wait_until, Process};
+
+/// What a client was finally told about one key.
+#[derive(Debug, Clone)]
+enum Outcome {
+    Placed(String),
+    NotPlaced(#[allow(dead_code)] u16), // read through Debug, in the report
+}
+
+#[derive(Default)]
+struct Ledger {
+    outcomes: HashMap<String, Outcome>,
+    /// Per order: the highest version seen, and the status at it.
+    seen: HashMap<String, (u64, String)>,
+    /// Acknowledged commands: order → status it must end in (or past).
+    acknowledged: HashMap<String, &'static str>,
+    regressions: Vec<String>,
+}
+
+impl Ledger {
+    fn observe(&mut self, order: &Value) {
+        let (Some(id), Some(version), Some(status)) = (order["id"].as_str(), order["version"].as_u64(), order["status"].as_str())
+        else {
+            return;
+        };
+        let entry = self.seen.entry(id.to_owned()).or_insert((0, String::new()));
+        if version < entry.0 {
+            self.regressions.push(format!("{id}: version {version} ({status}) after {} ({})", entry.0, entry.1));
+        } else {
+            *entry = (version, status.to_owned());
+        }
+    }
+}
+
+struct Cluster {
+    dir: PathBuf,
+    crema_port: u16,
+    sim_port: u16,
+    crema: Option<Process>,
+    sim: Option<Process>,
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> Cluster {
+        let mut cluster = Cluster { dir: dir.to_owned(), crema_port: free_port(), sim_port: free_port(), crema: None, sim: None };
+        cluster.start_sim();
+        cluster.start_crema();
+        cluster
+    }
+
+    fn start_sim(&mut self) {
+        let data = self.dir.join("payment-data");
+        self.sim = Some(Process::payment_sim(self.sim_port, &data, &["--latency-ms", "5", "--jitter-ms", "30"]));
+    }
+
+    fn start_crema(&mut self) {
+        let bind = format!("127.0.0.1:{}", self.crema_port);
+        let data = self.dir.join("data");
+        let url = format!("http://127.0.0.1:{}", self.sim_port);
+        let envs = [
+            ("CREMA_PAYMENT__GATEWAY", "http"),
+            ("CREMA_PAYMENT__URL", url.as_str()),
+            ("CREMA_PAYMENT__TIMEOUT_MS", "1000"),
+            ("CREMA_PAYMENT__BREAKER__OPEN_MS", "500"),
+            ("CREMA_BARISTA__BREW_SCALE", "0.02"),
+            ("CREMA_BARISTA__STATIONS", "3"),
+            ("CREMA_ORDERS__PASSIVATE_AFTER_MS", "300"),
+        ];
+        self.crema = Some(Process::start(&["serve", "--bind", &bind, "--data", data.to_str().unwrap()], &envs));
+    }
+
+    fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.crema_port)
+    }
+
+    fn sim_base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.sim_port)
+    }
+}
+
+const MENU: [&str; 4] = ["americano", "latte", "espresso", "cold_brew"];
+
+/// One customer after another: order with a key until a final answer, then
+/// maybe cancel, maybe follow it to ready and pick it up.
+async fn customer(worker: usize, base: String, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let key = format!("soak-{worker}-{n}");
+        let body = json!({"customer": key, "items": [{"menu_id": MENU[(worker + n) % MENU.len()], "qty": 1 + n % 2}]});
+        let Some(outcome) = place(&client, &base, &key, &body).await else { continue };
+        let id = match &outcome {
+            Outcome::Placed(id) => id.clone(),
+            Outcome::NotPlaced(_) => {
+                ledger.lock().unwrap().outcomes.insert(key, outcome);
+                continue;
+            }
+        };
+        ledger.lock().unwrap().outcomes.insert(key, outcome);
+        let roll: f64 = rand::rng().random();
+        if roll < 0.15 {
+            let path = format!("{base}/orders/{id}/cancel");
+            if let Some((200, order)) = command(&client, &path, &ledger).await {
+                if order["status"] == "cancelled" {
+                    ledger.lock().unwrap().acknowledged.insert(id, "cancelled");
+                }
+            }
+        } else if roll < 0.6 {
+            for _ in 0..100 {
+                let Ok(response) = client.get(format!("{base}/orders/{id}")).send().await else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                };
+                let Ok(order) = response.json::<Value>().await else { continue };
+                ledger.lock().unwrap().observe(&order);
+                if order["status"] == "ready" {
+                    let path = format!("{base}/orders/{id}/pickup");
+                    if let Some((200, _)) = command(&client, &path, &ledger).await {
+                        ledger.lock().unwrap().acknowledged.insert(id.clone(), "picked_up");
+                    }
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// `POST /orders` with `key` until a final answer; `None` if stopped first
+/// with the outcome still unknown (the final phase finishes those).
+async fn place(client: &reqwest::Client, base: &str, key: &str, body: &Value) -> Option<Outcome> {
+    let mut negative_answers = 0;
+    for _ in 0..600 {
+        let sent = client
+            .post(format!("{base}/orders"))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(body.to_string())
+            .send()
+            .await;
+        let response = match sent {
+            Ok(response) => response,
+            // Killed mid-request, or restarting: unknown, retry with the key.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let status = response.status().as_u16();
+        let Ok(answer) = response.json::<Value>().await else { continue };
+        match status {
+            201 => return Some(Outcome::Placed(answer["id"].as_str().unwrap().to_owned())),
+            402 => return Some(Outcome::NotPlaced(402)),
+            // Pending, or the first attempt with this key is still running.
+            202 | 409 => tokio::time::sleep(Duration::from_millis(100)).await,
+            // "Not placed, try again": a real client tries a few times, then gives up.
+            429 | 503 => {
+                negative_answers += 1;
+                if negative_answers >= 20 {
+                    return Some(Outcome::NotPlaced(status));
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            other => panic!("POST /orders answered {other}: {answer}"),
+        }
+    }
+    panic!("no final answer for key {key} after 600 attempts");
+}
+
+/// A cancel or pickup, repeated while the outcome is unknown.
+async fn command(client: &reqwest::Client, path: &str, ledger: &Mutex<Ledger>) -> Option<(u16, Value)> {
+    for _ in 0..100 {
+        let Ok(response) = client.post(path).send().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let status = response.status().as_u16();
+        let Ok(answer) = response.json::<Value>().await else { continue };
+        if status == 200 {
+            ledger.lock().unwrap().observe(&answer);
+        }
+        if status >= 500 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        }
+        return Some((status, answer));
+    }
+    None
+}
+
+/// Every order crema holds, by id.
+async fn all_orders(client: &reqwest::Client, base: &str) -> HashMap<String, Value> {
+    let mut orders = HashMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let url = match &after {
+            None => format!("{base}/orders?limit=200"),
+            Some(cursor) => format!("{base}/orders?limit=200&after={cursor}"),
+        };
+        let page: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+        for order in page["orders"].as_array().unwrap() {
+            orders.insert(order["id"].as_str().unwrap().to_owned(), order.clone());
+        }
+        match page["next"].as_str() {
+            Some(cursor) => after = Some(cursor.to_owned()),
+            None => return orders,
+        }
+    }
+}
+
+pub async fn soak(cycles: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path());
+    let ledger: Arc<Mutex<Ledger>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers: Vec<_> = (0..12)
+        .map(|worker| tokio::spawn(customer(worker, cluster.base(), ledger.clone(), stop.clone())))
+        .collect();
+    let began = Instant::now();
+    for cycle in 1..=cycles {
+        let wait_ms = rand::rng().random_range(1_000..3_000);
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        cluster.crema.take().unwrap().kill_9();
+        let sim_too = cycle % 3 == 0;
+        if sim_too {
+            cluster.sim.take().unwrap().kill_9();
+            cluster.start_sim();
+        }
+        cluster.start_crema();
+        let placed = ledger.lock().unwrap().outcomes.len();
+        eprintln!("soak: cycle {cycle}/{cycles}: killed crema{} at {:?}; {placed} orders answered so far", if sim_too { " and payment-sim" } else { "" }, began.elapsed());
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    // A clean restart: recovery settles every intent left by the last kill.
+    assert!(cluster.crema.take().unwrap().terminate().success());
+    cluster.start_crema();
+
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let base = cluster.base();
+    let ledger = Arc::try_unwrap(ledger).ok().unwrap().into_inner().unwrap();
+    let placed: HashMap<&str, &str> = ledger
+        .outcomes
+        .iter()
+        .filter_map(|(key, outcome)| match outcome {
+            Outcome::Placed(id) => Some((id.as_str(), key.as_str())),
+            Outcome::NotPlaced(_) => None,
+        })
+        .collect();
+
+    // Wait for crema to settle: every order made, every refund done.
+    let settled = wait_until(Duration::from_secs(30), || async {
+        let orders = all_orders(&client, &base).await;
+        let busy = orders.values().filter(|order| {
+            let status = order["status"].as_str().unwrap_or("");
+            matches!(status, "paid" | "queued" | "brewing") || order["payment"]["status"] == "refund_pending"
+        });
+        (busy.count() == 0).then_some(orders)
+    })
+    .await;
+    let orders = match settled {
+        Some(orders) => orders,
+        None => all_orders(&client, &base).await,
+    };
+    let payments: Value = client.get(format!("{}/payments", cluster.sim_base())).send().await.unwrap().json().await.unwrap();
+    let payments = payments["payments"].as_array().unwrap().clone();
+
+    let mut lost = Vec::new();
+    for (id, key) in &placed {
+        match orders.get(*id) {
+            None => lost.push(format!("{key}: order {id} answered 201 is gone")),
+            Some(order) => {
+                if let Some(status) = ledger.acknowledged.get(*id) {
+                    if order["status"] != *status {
+                        lost.push(format!("{id}: acknowledged {status}, now {}", order["status"]));
+                    }
+                }
+            }
+        }
+    }
+    let mut by_customer: HashMap<&str, usize> = HashMap::new();
+    for order in orders.values() {
+        *by_customer.entry(order["customer"].as_str().unwrap_or("")).or_default() += 1;
+    }
+    let mut charges: HashMap<&str, usize> = HashMap::new();
+    for payment in &payments {
+        if payment["status"] != "declined" {
+            *charges.entry(payment["order_id"].as_str().unwrap()).or_default() += 1;
+        }
+    }
+    let duplicated: Vec<String> = by_customer
+        .iter()
+        .filter(|(_, count)| **count > 1)
+        .map(|(customer, count)| format!("{customer}: {count} orders"))
+        .chain(charges.iter().filter(|(_, count)| **count > 1).map(|(id, count)| format!("order {id}: {count} charges")))
+        .collect();
+    let unexpected: Vec<String> = orders
+        .values()
+        .filter(|order| !placed.contains_key(order["id"].as_str().unwrap()))
+        .map(|order| {
+            let customer = order["customer"].as_str().unwrap_or("");
+            format!("{} ({customer}): client was told {:?}", order["id"], ledger.outcomes.get(customer))
+        })
+        .collect();
+    let orphan_charges: Vec<String> = payments
+        .iter()
+        .filter(|payment| payment["status"] == "captured")
+        .filter(|payment| match orders.get(payment["order_id"].as_str().unwrap()) {
+            None => true,
+            Some(order) => order["status"] == "cancelled",
+        })
+        .map(|payment| payment.to_string())
+        .collect();
+    let stuck: Vec<String> = orders
+        .values()
+        .filter(|order| {
+            let status = order["status"].as_str().unwrap_or("");
+            let settled = matches!(status, "ready" | "picked_up")
+                || (status == "cancelled" && order["payment"]["status"] == "refunded");
+            !settled
+        })
+        .map(|order| format!("{} {} payment {}", order["id"], order["status"], order["payment"]["status"]))
+        .collect();
+    let mut regressions = ledger.regressions.clone();
+    for (id, (version, status)) in &ledger.seen {
+        if let Some(order) = orders.get(id) {
+            if order["version"].as_u64().unwrap_or(0) < *version {
+                regressions.push(format!("{id}: now version {} ({}), seen {version} ({status})", order["version"], order["status"]));
+            }
+        }
+    }
+    let unique: HashSet<&str> = placed.keys().copied().collect();
+    eprintln!(
+        "soak: {cycles} kill cycles in {:?}: {} keys answered, {} placed, {} not placed, {} orders, {} payments",
+        began.elapsed(),
+        ledger.outcomes.len(),
+        unique.len(),
+        ledger.outcomes.len() - unique.len(),
+        orders.len(),
+        payments.len(),
+    );
+    eprintln!(
+        "soak: lost={} duplicated={} unexpected={} orphan_charges={} stuck={} status_regressions={}",
+        lost.len(),
+        duplicated.len(),
+        unexpected.len(),
+        orphan_charges.len(),
+        stuck.len(),
+        regressions.len()
+    );
+    for (name, list) in [
+        ("lost", &lost),
+        ("duplicated", &duplicated),
+        ("unexpected", &unexpected),
+        ("orphan_charges", &orphan_charges),
+        ("stuck", &stuck),
+        ("status_regressions", &regressions),
+    ] {
+        assert!(list.is_empty(), "{name}: {list:#?}");
+    }
+    assert!(unique.len() >= 20 * cycles.min(5), "the soak placed too few orders to mean much: {}", unique.len());
+    let crema = cluster.crema.take().unwrap();
+    assert!(crema.terminate().success());
+}
+
+/// The short soak of `make test`: a few kill cycles, well under 2 minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_soak_loses_duplicates_and_strands_nothing() {
+    let cycles = std::env::var("SOAK_CYCLES").ok().and_then(|text| text.parse().ok()).unwrap_or(8);
+    soak(cycles).await;
+}
