@@ -65,7 +65,8 @@ impl App {
         let addr = listener.local_addr().map_err(|err| AppError::Bind(settings.server.bind, err))?;
         let data_dir = settings.store.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|err| AppError::DataDir(data_dir.display().to_string(), err))?;
-        let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+        let wal_preallocate = settings.store.wal_preallocate;
+        let store = tokio::task::spawn_blocking(move || Store::open_with(&data_dir, wal_preallocate))
         .await
         .map_err(|err| AppError::Startup(err.to_string()))?
         .map_err(|err| AppError::Store(settings.store.data_dir.display().to_string(), err))?;

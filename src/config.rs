@@ -74,6 +74,9 @@ pub struct StoreSettings {
     pub max_batch: usize,
     /// Capacity of the store writer's mailbox.
     pub mailbox: usize,
+    /// Let RocksDB preallocate WAL space (fewer metadata updates per sync).
+    /// With it, a filling disk is noticed only once that space is used up.
+    pub wal_preallocate: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -210,6 +213,7 @@ impl Default for StoreSettings {
             durability: Durability::Sync,
             max_batch: 1_024,
             mailbox: 8_192,
+            wal_preallocate: true,
         }
     }
 }

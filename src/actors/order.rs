@@ -59,6 +59,9 @@ pub enum OrderError {
 }
 
 type Step<T> = Pin<Box<dyn ActorFuture<OrderActor, Output = T>>>;
+
+/// How long a ticket move the store refused waits before it is tried again.
+const TICKET_MOVE_RETRY: Duration = Duration::from_secs(1);
 use std::pin::Pin;
 
 pub struct OrderActor {
@@ -114,9 +117,12 @@ impl OrderActor {
     }
 
     /// Persists a move reported by the pool; a move that no longer applies
-    /// (the order was cancelled meanwhile) is dropped.
+    /// (the order was cancelled meanwhile) is dropped. A move the store could
+    /// not take (a full disk) is retried until it can, before any later
+    /// message: the coffee was made, so the order must not stay `brewing`.
     fn follow_ticket(&mut self, event: OrderEvent, ctx: &mut Context<Self>) {
         let name = event.name();
+        let retry = event.clone();
         let step = self.persist(event, |order, batch| match (order.status, order.queue_seq) {
             (OrderStatus::Brewing, Some(seq)) => {
                 batch.delete_ticket(seq);
@@ -130,7 +136,12 @@ impl OrderActor {
             Ok(order) if order.status == OrderStatus::Ready => act.passivate_later(ctx),
             Ok(_) => {}
             Err(OrderError::Transition(err)) => tracing::debug!(order = %act.id, event = name, %err, "ticket move ignored"),
-            Err(err) => tracing::error!(order = %act.id, event = name, %err, "persisting a ticket move failed"),
+            Err(err) => {
+                tracing::warn!(order = %act.id, event = name, %err, "persisting a ticket move failed; retrying in 1 s");
+                ctx.wait(fut::wrap_future::<_, Self>(tokio::time::sleep(TICKET_MOVE_RETRY)).map(move |(), act, ctx| {
+                    act.follow_ticket(retry, ctx);
+                }));
+            }
         }));
     }
 
@@ -147,21 +158,29 @@ impl OrderActor {
                 act.refund_backoff_ms = act.engine.settings.orders.refund_retry_ms.max(1);
                 return Box::pin(act.persist(OrderEvent::Refunded, |_, _| {}).map(|result, act, ctx| {
                     if let Err(err) = &result {
-                        tracing::error!(order = %act.id, %err, "persisting the refund failed");
+                        // The gateway refunds a payment once: asking again later is safe.
+                        tracing::warn!(order = %act.id, %err, "persisting the refund failed; will ask again");
+                        act.retry_refund_later(ctx);
+                    } else {
+                        act.passivate_later(ctx);
                     }
-                    act.passivate_later(ctx);
                     act.order.clone()
                 }));
             }
-            let wait = Duration::from_millis(act.refund_backoff_ms);
             tracing::warn!(order = %act.id, ?answer, retry_in_ms = act.refund_backoff_ms, "refund failed; will retry");
-            act.refund_backoff_ms = (act.refund_backoff_ms * 2).min(60_000);
-            ctx.run_later(wait, |act, ctx| {
-                let retry = act.refund();
-                ctx.wait(retry.map(|_, _, _| ()));
-            });
+            act.retry_refund_later(ctx);
             Box::pin(fut::ready(act.order.clone()))
         }))
+    }
+
+    /// Tries the refund again after the current backoff, which then doubles (up to a minute).
+    fn retry_refund_later(&mut self, ctx: &mut Context<Self>) {
+        let wait = Duration::from_millis(self.refund_backoff_ms);
+        self.refund_backoff_ms = (self.refund_backoff_ms * 2).min(60_000);
+        ctx.run_later(wait, |act, ctx| {
+            let retry = act.refund();
+            ctx.wait(retry.map(|_, _, _| ()));
+        });
     }
 
     /// Stops the actor after a while; its snapshot answers from then on.
@@ -346,16 +365,31 @@ impl Handler<Cancel> for OrderActor {
                 Ok(Withdrawal::NotHeld) if status != OrderStatus::Paid => {
                     Box::pin(fut::ready(Err(TransitionError::TooLateToCancel("ready").into())))
                 }
-                Ok(_) => {
+                Ok(withdrawal) => {
                     let cancelled = act.persist(OrderEvent::Cancelled, |order, batch| {
                         if let Some(seq) = order.queue_seq {
                             batch.delete_ticket(seq);
                         }
                     });
-                    Box::pin(cancelled.then(|result, act, _| -> Step<Result<Order, OrderError>> {
+                    Box::pin(cancelled.then(move |result, act, ctx| -> Step<Result<Order, OrderError>> {
                         match result {
                             Ok(cancelled) => Box::pin(act.refund().map(move |now, _, _| Ok(now.unwrap_or(cancelled)))),
-                            Err(err) => Box::pin(fut::ready(Err(err))),
+                            Err(err) => {
+                                // Not cancelled after all (the store refused): the ticket
+                                // the pool gave up goes back, in its old place.
+                                if !matches!(withdrawal, Withdrawal::NotHeld) {
+                                    if let Some(order) = &act.order {
+                                        act.engine.admission.force_reserve();
+                                        let back = act.engine.pool.send(Enqueue(ticket_for(order, ctx.address())));
+                                        ctx.spawn(fut::wrap_future::<_, Self>(back).map(|sent, act, _| {
+                                            if sent.is_err() {
+                                                tracing::error!(order = %act.id, "the barista pool is gone; the ticket waits on disk for a restart");
+                                            }
+                                        }));
+                                    }
+                                }
+                                Box::pin(fut::ready(Err(err)))
+                            }
                         }
                     }))
                 }

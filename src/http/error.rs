@@ -234,6 +234,9 @@ impl From<StoreError> for ApiError {
                 tracing::warn!(error = %inner, "a request failed on the store");
                 ApiError::StorageUnavailable("crema cannot write its store right now; nothing was changed".into())
             }
+            StoreError::Injected => {
+                ApiError::StorageUnavailable("crema cannot write its store right now; nothing was changed".into())
+            }
             StoreError::Closed => ApiError::overloaded("the engine is shutting down"),
             other => ApiError::Internal(other.to_string()),
         }

@@ -54,6 +54,9 @@ pub enum StoreError {
     Schema { found: u32 },
     #[error("the store writer has stopped")]
     Closed,
+    /// A write failed on purpose ([`super::StoreWriter::inject_failures`], tests only).
+    #[error("injected write failure")]
+    Injected,
 }
 
 /// One atomic unit of writes: everything one state change implies.
@@ -151,7 +154,18 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database in `dir` and checks its schema version.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with(dir, true)
+    }
+
+    /// [`Store::open`], saying whether RocksDB may preallocate WAL space
+    /// (`store.wal_preallocate`). With it (the default), appends go into
+    /// space already reserved, so a disk that fills up is noticed only once
+    /// that space is used; without it, at the first write that does not fit.
+    pub fn open_with(dir: &Path, wal_preallocate: bool) -> Result<Store, StoreError> {
         let mut options = Options::default();
+        if !wal_preallocate {
+            options = options.get_options_from_string("allow_fallocate=false")?;
+        }
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);

@@ -70,6 +70,8 @@ pub struct StoreWriter {
     stats: Arc<WriterStats>,
     /// False from a failed write until the next successful one.
     writable: Arc<AtomicBool>,
+    /// Group writes still to fail on purpose (fault injection for tests).
+    failures_to_inject: Arc<AtomicU64>,
     thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -80,12 +82,20 @@ impl StoreWriter {
         let (tx, rx) = mpsc::channel(mailbox);
         let stats = Arc::new(WriterStats::default());
         let writable = Arc::new(AtomicBool::new(true));
-        let (thread_stats, thread_writable) = (stats.clone(), writable.clone());
+        let failures_to_inject = Arc::new(AtomicU64::new(0));
+        let health = Health { writable: writable.clone(), failures_to_inject: failures_to_inject.clone() };
+        let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(store, rx, durability, max_batch, &thread_stats, &thread_writable))
+            .spawn(move || run(store, rx, durability, max_batch, &thread_stats, &health))
             .expect("spawning the store writer thread");
-        StoreWriter { tx, stats, writable, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
+        StoreWriter { tx, stats, writable, failures_to_inject, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
+    }
+
+    /// Makes the next `count` group writes fail as a full disk would, without
+    /// touching RocksDB: fault injection for tests of what failed writes do.
+    pub fn inject_failures(&self, count: u64) {
+        self.failures_to_inject.fetch_add(count, Ordering::AcqRel);
     }
 
     /// Whether the last write succeeded. Only a write can tell: see [`Self::probe`].
@@ -124,14 +134,21 @@ impl StoreWriter {
     }
 }
 
+/// What the writer thread shares with its handles about its health.
+struct Health {
+    writable: Arc<AtomicBool>,
+    failures_to_inject: Arc<AtomicU64>,
+}
+
 fn run(
     store: Store,
     mut rx: mpsc::Receiver<Request>,
     durability: Durability,
     max_batch: usize,
     stats: &WriterStats,
-    writable: &AtomicBool,
+    health: &Health,
 ) {
+    let writable = &health.writable;
     let mut options = rocksdb::WriteOptions::default();
     options.set_sync(durability == Durability::Sync);
     let mut group: Vec<(Batch, oneshot::Sender<Result<(), StoreError>>)> = Vec::with_capacity(max_batch);
@@ -161,10 +178,15 @@ fn run(
                 }
             }
         }
-        let result = store.db().write_opt(write_batch, &options);
+        let inject = health
+            .failures_to_inject
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(1))
+            .is_ok();
+        let result = if inject { Err(None) } else { store.db().write_opt(write_batch, &options).map_err(Some) };
         match &result {
             Err(err) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
+                let err = err.as_ref().map_or_else(|| "injected failure".to_owned(), ToString::to_string);
                 if writable.swap(false, Ordering::AcqRel) {
                     tracing::error!(error = %err, requests = group.len(), "store write failed; the store is unwritable until a write succeeds");
                 } else {
@@ -185,7 +207,11 @@ fn run(
         stats.largest_group.fetch_max(size, Ordering::Relaxed);
         for (_, reply) in group.drain(..) {
             // A requester that gave up waiting is not an error of the writer.
-            let _ = reply.send(result.clone().map_err(StoreError::Rocks));
+            let _ = reply.send(match &result {
+                Ok(()) => Ok(()),
+                Err(Some(err)) => Err(StoreError::Rocks(err.clone())),
+                Err(None) => Err(StoreError::Injected),
+            });
         }
     }
     if let Err(err) = store.db().flush_wal(true).and_then(|()| store.db().flush()) {

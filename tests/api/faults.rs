@@ -88,3 +88,52 @@ async fn the_placing_permit_is_held_until_the_placement_ends_not_until_the_answe
     assert!(freed.is_some(), "the permit comes back when the first placement ends");
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_whose_order_cannot_be_stored_is_refunded_at_once_and_reported_not_placed() {
+    let app = spawn_app_with(|settings| settings.payment.simulated.latency_ms = 500).await;
+    let slow = {
+        let base = app.base.clone();
+        tokio::spawn(async move {
+            let body = order_body(&[("latte", 1)]).to_string();
+            let response = reqwest::Client::new()
+                .post(format!("{base}/orders"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.json::<Value>().await.unwrap())
+        })
+    };
+    // The intent is written and the charge under way: the next write, the
+    // order itself, fails as on a full disk.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.engine().writer.inject_failures(1);
+    let (status, problem) = slow.await.unwrap();
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(problem["code"], "storage_unavailable");
+    assert!(problem["detail"].as_str().unwrap().contains("the charge was refunded"), "{problem}");
+    let stats = app.stats().await;
+    assert_eq!(stats["payment"]["captured"], 1);
+    assert_eq!(stats["payment"]["refunded"], 1, "refunded at once, not at the next start");
+    assert!(app.json("/orders").await["orders"].as_array().unwrap().is_empty(), "no order was established");
+    // The store comes back (the next write succeeds) and orders flow again.
+    let ready = wait_until(Duration::from_secs(5), || async { (app.get("/readyz").await.status() == 200).then_some(()) }).await;
+    assert!(ready.is_some());
+    assert_eq!(app.place(&[("americano", 1)]).await.status(), 201);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ticket_move_the_store_refuses_is_retried_so_the_order_still_becomes_ready() {
+    let app = spawn_app_with(|settings| settings.barista.mode = crema::config::StationMode::Manual).await;
+    let order = app.place_ok(&[("americano", 1)]).await;
+    let id = order["id"].as_str().unwrap();
+    assert_eq!(app.station("bar-1", "next").await.status(), 200);
+    app.wait_for(id, "brewing", Duration::from_secs(5)).await;
+    app.engine().writer.inject_failures(1);
+    assert_eq!(app.station("bar-1", "done").await.status(), 200);
+    app.wait_for(id, "ready", Duration::from_secs(10)).await;
+    app.shutdown().await;
+}

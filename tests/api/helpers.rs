@@ -62,6 +62,11 @@ impl TestApp {
         self.app.as_ref().map_or(0, |app| app.recovery.requeued)
     }
 
+    /// The engine inside, for fault injection.
+    pub fn engine(&self) -> &std::sync::Arc<crema::actors::engine::Engine> {
+        self.app.as_ref().expect("the app is running").engine()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
