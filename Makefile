@@ -1,7 +1,7 @@
 # The two commands of the README, and the set-up they share.
 # One cargo profile (release) for build, run and test, so RocksDB compiles once.
 
-.PHONY: run test bench rush-bench deps screenshots
+.PHONY: run test bench rush-bench deps screenshots soak fuzz schemathesis
 
 deps:
 	@./scripts/install-deps.sh
@@ -9,8 +9,12 @@ deps:
 run: deps
 	cargo run --release -- serve $(ARGS)
 
+# Rust unit and integration tests (the short kill soak, hostile clients and the
+# full-disk test among them), schema fuzzing against /openapi.json, and the
+# browser tests of the screens.
 test: deps
 	cargo test --release
+	./scripts/schemathesis.sh 60
 	cd tests/browser && npm ci --no-audit --no-fund && npm test
 
 screenshots: deps
@@ -24,3 +28,16 @@ bench: deps
 rush-bench: deps
 	cargo bench --bench ceiling --no-run
 	cargo bench --bench rush
+
+# The long kill soak: 100 SIGKILL cycles (about 5 minutes); SOAK_CYCLES=N for another count.
+soak: deps
+	SOAK_CYCLES=$${SOAK_CYCLES:-100} cargo test --release --test api soak -- --nocapture
+
+# Schema fuzzing alone, for longer: make schemathesis SECONDS=600
+schemathesis: deps
+	cargo build --release
+	./scripts/schemathesis.sh $${SECONDS:-300}
+
+# cargo-fuzz on the nightly toolchain: each target for FUZZ_SECONDS (default 60).
+fuzz:
+	./scripts/fuzz.sh $${FUZZ_SECONDS:-60}

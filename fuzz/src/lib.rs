@@ -3,7 +3,11 @@
 #[path = "../../src/domain/mod.rs"]
 pub mod domain;
 
+#[path = "../../src/persistence/codec.rs"]
+#[doc(hidden)]
+pub mod codec;
+
+/// As in crema: `persistence::codec`.
 pub mod persistence {
-    #[path = "../../../src/persistence/codec.rs"]
-    pub mod codec;
+    pub use super::codec;
 }

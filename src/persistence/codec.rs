@@ -170,6 +170,25 @@ mod tests {
     use super::*;
     use crate::domain::{LineRequest, Menu, OrderEvent, OrderRequest};
 
+    /// Found by `make fuzz` (snapshot_codec): bincode accepts a varint in a
+    /// longer form than it writes, so a record may decode from bytes it would
+    /// not write. Decoding stays total and encode → decode stays the identity.
+    #[test]
+    fn a_record_in_non_minimal_varints_decodes_and_round_trips() {
+        let bytes = include_bytes!("../../fuzz/regressions/snapshot_codec-non-minimal-varint");
+        let decoded = decode_order(bytes).expect("decodes");
+        assert_ne!(encode_order(&decoded), bytes.to_vec(), "written in the minimal form");
+        assert_eq!(decode_order(&encode_order(&decoded)).unwrap(), decoded);
+    }
+
+    #[test]
+    fn a_length_prefix_beyond_the_limit_is_an_error_not_an_allocation() {
+        // Envelope, then a string whose varint length says u64::MAX bytes.
+        let mut bytes = vec![FORMAT_VERSION, Kind::Intent as u8, 253];
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(decode_intent(&bytes), Err(CodecError::Decode(_))));
+    }
+
     fn order() -> Order {
         let request = OrderRequest {
             customer: Some("kim".into()),

@@ -194,6 +194,19 @@ async fn the_openapi_document_covers_every_route() {
     }
     let documented: usize = doc["paths"].as_object().unwrap().values().map(|item| item.as_object().unwrap().len()).sum();
     assert_eq!(documented, routes.len() + 2, "a documented operation has no route in this test");
+    // The request schema carries the contract's bounds.
+    let schemas = &doc["components"]["schemas"];
+    let line = &schemas["LineRequest"]["properties"]["qty"];
+    assert_eq!((line["minimum"].as_u64(), line["maximum"].as_u64()), (Some(1), Some(20)), "{line}");
+    let request = &schemas["OrderRequest"]["properties"];
+    assert_eq!((request["items"]["minItems"].as_u64(), request["items"]["maxItems"].as_u64()), (Some(1), Some(20)));
+    assert_eq!(request["customer"]["maxLength"].as_u64(), Some(64), "{request}");
+    // Errors are documented as they are served.
+    for (path, method, status) in [("/orders", "post", "400"), ("/orders", "post", "429"), ("/orders/{id}", "get", "404")] {
+        let content = &doc["paths"][path][method]["responses"][status]["content"];
+        assert!(content["application/problem+json"].is_object(), "{method} {path} {status}: {content}");
+    }
+    assert!(doc["paths"]["/orders"]["post"]["responses"]["201"]["headers"]["Location"].is_object());
     let order_schema = &doc["components"]["schemas"]["OrderView"]["properties"];
     for field in ["id", "status", "items", "total", "payment", "eta", "version", "history"] {
         assert!(order_schema[field].is_object(), "OrderView lacks {field}: {order_schema}");

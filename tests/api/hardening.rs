@@ -212,18 +212,26 @@ async fn a_refused_connection_reads_the_request_and_gets_the_503_not_a_reset() {
     let app = spawn_app_with(|settings| settings.server.max_connections = 1).await;
     let _holder = TcpStream::connect(app.addr()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut refused = TcpStream::connect(app.addr()).await.unwrap();
-    // A request with a body, sent in full: closing without reading it would reset.
-    let body = crate::helpers::order_body(&[("americano", 1)]).to_string();
-    let request = format!(
-        "POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    refused.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(5), refused.read_to_end(&mut answer)).await.unwrap();
-    assert!(read.is_ok(), "no reset: {read:?}");
-    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 503"));
+    for attempt in 0..5 {
+        let mut refused = TcpStream::connect(app.addr()).await.unwrap();
+        // The head first, the body a moment later and in two parts, as a
+        // client on a real network sends it. A server that answered and
+        // closed at once has reset the connection by the second part, and a
+        // client whose send fails (curl, most HTTP libraries) never reads
+        // the answer.
+        let body = "x".repeat(8 * 1024);
+        let head = format!("POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", body.len());
+        refused.write_all(head.as_bytes()).await.unwrap();
+        for part in [&body[..1024], &body[1024..]] {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let sent = refused.write_all(part.as_bytes()).await;
+            assert!(sent.is_ok(), "attempt {attempt}: sending the request failed: {sent:?}");
+        }
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), refused.read_to_end(&mut answer)).await.unwrap();
+        assert!(read.is_ok(), "attempt {attempt}: the 503 was lost to a reset: {read:?}");
+        assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 503"), "attempt {attempt}");
+    }
     app.shutdown().await;
 }
 
@@ -265,11 +273,25 @@ async fn unrelated_crema_variables_do_not_stop_start_up() {
 
 #[test]
 fn a_configuration_error_is_printed_once() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_crema"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--data", "/nonexistent/never"])
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_crema"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data"])
+        .arg(dir.path().join("data"))
         .env("CREMA_SERVER__REQUEST_TIMEOUT_MS", "0")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // A crema that accepts the value serves forever: give it ten seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("crema started with request_timeout_ms = 0");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let line = stderr.lines().find(|line| line.starts_with("crema: ")).expect("an error line");

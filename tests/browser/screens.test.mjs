@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { createServer } from "node:net";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
@@ -15,10 +16,20 @@ const binary = join(root, "target", "release", "crema");
 const shots = process.env.UPDATE_SCREENSHOTS ? join(root, "docs", "screenshots") : mkdtempSync(join(tmpdir(), "crema-shots-"));
 mkdirSync(shots, { recursive: true });
 
-/** Starts `crema serve` on port 0 with `env`; resolves to { base, stop }. */
-function startCrema(env) {
-  const data = mkdtempSync(join(tmpdir(), "crema-browser-"));
-  const child = spawn(binary, ["serve", "--bind", "127.0.0.1:0", "--data", data], {
+/** A loopback port free right now. */
+function freePort() {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => { const { port } = server.address(); server.close(() => resolve(port)); });
+  });
+}
+
+/**
+ * Starts `crema serve` with `env` (on `port`, default 0, over `data`, default
+ * a new temporary dir); resolves to { base, data, stop, kill }.
+ */
+function startCrema(env, { port = 0, data = mkdtempSync(join(tmpdir(), "crema-browser-")) } = {}) {
+  const child = spawn(binary, ["serve", "--bind", `127.0.0.1:${port}`, "--data", data], {
     env: { ...process.env, RUST_LOG: "warn", ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -31,7 +42,9 @@ function startCrema(env) {
         clearTimeout(timer);
         resolve({
           base: match[1],
+          data,
           stop: () => { child.kill("SIGTERM"); rmSync(data, { recursive: true, force: true }); },
+          kill: () => new Promise((done) => { child.removeAllListeners("exit"); child.on("exit", done); child.kill("SIGKILL"); }),
         });
       }
     });
@@ -84,6 +97,12 @@ test("an order placed on the customer page is made at a manual station and turns
 
     await phone.getByTestId("pickup").click();
     await phone.getByTestId("status").filter({ hasText: "picked up" }).waitFor();
+    // The order is settled: its event stream ends and is not re-opened (it
+    // once was, every ~3 s, forever).
+    let reopened = 0;
+    phone.on("request", (request) => { if (request.url().includes(`/orders/${orderId}/events`)) reopened += 1; });
+    await phone.waitForTimeout(4_000);
+    assert.equal(reopened, 0, "a settled order's stream is not re-opened");
   } finally {
     crema.stop();
   }
@@ -99,6 +118,43 @@ test("a 503 from payment is shown to the customer as a retry message", async () 
     const error = page.getByTestId("error");
     await error.filter({ hasText: /Payment is busy, try again in \d+ s/ }).waitFor();
     assert.equal(await page.getByTestId("order").isVisible(), false, "no order is shown");
+  } finally {
+    crema.stop();
+  }
+});
+
+test("the customer page says when crema is unreachable and carries on without a reload", async () => {
+  const port = await freePort();
+  const env = { CREMA_BARISTA__MODE: "manual" };
+  let crema = await startCrema(env, { port });
+  const data = crema.data;
+  try {
+    const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    await page.goto(crema.base + "/");
+    await page.getByTestId("add-latte").click();
+    await page.getByTestId("place").click();
+    await page.getByTestId("status").filter({ hasText: "queued" }).waitFor();
+
+    // crema goes away: the page says so instead of showing stale data as live.
+    await crema.kill();
+    const banner = page.getByTestId("connection");
+    await banner.filter({ hasText: "Connection to crema lost" }).waitFor({ state: "visible", timeout: 15_000 });
+
+    // An order tried meanwhile waits, with its one key, instead of failing for good.
+    await page.getByRole("button", { name: "New order" }).click();
+    await page.getByTestId("add-americano").click();
+    await page.getByTestId("place").click();
+    await page.getByTestId("place").filter({ hasText: "Confirming your order" }).waitFor();
+
+    // crema comes back on the same address and data: the banner goes and the
+    // order placed while it was down goes through — once.
+    crema = await startCrema(env, { port, data });
+    await banner.waitFor({ state: "hidden", timeout: 15_000 });
+    await page.getByTestId("status").filter({ hasText: "queued" }).waitFor({ timeout: 15_000 });
+    const lines = await page.locator("#order-lines").textContent();
+    assert.match(lines, /Americano/);
+    const orders = await (await fetch(crema.base + "/orders")).json();
+    assert.equal(orders.orders.length, 2, "the latte, and the americano exactly once");
   } finally {
     crema.stop();
   }
