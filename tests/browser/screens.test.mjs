@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const binary = join(root, "target", "release", "crema");
+const binary = join(process.env.CARGO_TARGET_DIR || join(root, "target"), "release", "crema");
 const shots = process.env.UPDATE_SCREENSHOTS ? join(root, "docs", "screenshots") : mkdtempSync(join(tmpdir(), "crema-shots-"));
 mkdirSync(shots, { recursive: true });
 
