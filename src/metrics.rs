@@ -57,8 +57,9 @@ impl Histogram {
 /// Which part of the API a request was for, as a bounded label.
 pub const ROUTES: &[&str] = &["place_order", "get_order", "order_command", "list_orders", "events", "stations", "operations", "pages", "other"];
 
-pub fn route_of(method: &http::Method, path: &str) -> usize {
-    // Every route has at most three segments; a fourth only says "longer".
+/// A path's first segments, without allocating: every route has at most
+/// three, so a fourth only says "longer". Returns them and how many there are.
+pub fn path_segments(path: &str) -> ([&str; 4], usize) {
     let mut parts = path.trim_matches('/').split('/');
     let mut segments = [""; 4];
     let mut len = 0;
@@ -69,6 +70,11 @@ pub fn route_of(method: &http::Method, path: &str) -> usize {
         }
         len += 1;
     }
+    (segments, len)
+}
+
+pub fn route_of(method: &http::Method, path: &str) -> usize {
+    let (segments, len) = path_segments(path);
     let name = match (method.as_str(), &segments[..len]) {
         ("POST", ["orders"]) => "place_order",
         ("GET", ["orders"]) => "list_orders",

@@ -251,17 +251,7 @@ pub fn placing_gate(engine: Arc<Engine>) -> Gate {
 /// §15.5.6); `None` for a path that is no route at all.
 pub fn allowed_methods(path: &str) -> Option<&'static str> {
     const READ: &str = "GET, HEAD";
-    // Every route has at most three segments; a fourth only says "longer".
-    let mut parts = path.trim_matches('/').split('/');
-    let mut segments = [""; 4];
-    let mut len = 0;
-    while len < segments.len() {
-        match parts.next() {
-            Some(segment) => segments[len] = segment,
-            None => break,
-        }
-        len += 1;
-    }
+    let (segments, len) = crate::metrics::path_segments(path);
     match &segments[..len] {
         ["orders"] => Some("GET, HEAD, POST"),
         ["orders", _] | ["orders", _, "events"] => Some(READ),

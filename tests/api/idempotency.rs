@@ -4,26 +4,15 @@ use std::time::Duration;
 
 use crate::helpers::{order_body, spawn_app, spawn_app_with};
 
-async fn place_with_key(app: &crate::helpers::TestApp, key: &str, body: &serde_json::Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/orders"))
-        .header("content-type", "application/json")
-        .header("idempotency-key", key)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotent_replay_returns_the_same_order_and_charges_once() {
     let app = spawn_app().await;
     let body = order_body(&[("americano", 2)]);
-    let first = place_with_key(&app, "order-42", &body).await;
+    let first = app.place_with_key("order-42", &body).await;
     assert_eq!(first.status(), 201);
     assert!(first.headers().get("idempotent-replayed").is_none());
     let first: serde_json::Value = first.json().await.unwrap();
-    let again = place_with_key(&app, "order-42", &body).await;
+    let again = app.place_with_key("order-42", &body).await;
     assert_eq!(again.status(), 201);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert!(again.headers()["location"].to_str().unwrap().ends_with(first["id"].as_str().unwrap()));
@@ -36,7 +25,7 @@ async fn an_idempotent_replay_returns_the_same_order_and_charges_once() {
     assert_eq!(app.stats().await["payment"]["captured"], 1);
     assert_eq!(app.json("/orders?customer=kim").await["orders"].as_array().unwrap().len(), 1);
 
-    let other = place_with_key(&app, "order-42", &order_body(&[("latte", 1)])).await;
+    let other = app.place_with_key("order-42", &order_body(&[("latte", 1)])).await;
     assert_eq!(other.status(), 422);
     assert_eq!(other.json::<serde_json::Value>().await.unwrap()["code"], "idempotency_key_reused");
     app.shutdown().await;
@@ -46,9 +35,9 @@ async fn an_idempotent_replay_returns_the_same_order_and_charges_once() {
 async fn a_key_still_in_flight_is_refused_with_409() {
     let app = spawn_app_with(|settings| settings.payment.simulated.latency_ms = 400).await;
     let body = order_body(&[("latte", 1)]);
-    let (first, second) = tokio::join!(place_with_key(&app, "slow-1", &body), async {
+    let (first, second) = tokio::join!(app.place_with_key("slow-1", &body), async {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        place_with_key(&app, "slow-1", &body).await
+        app.place_with_key("slow-1", &body).await
     });
     assert_eq!(first.status(), 201);
     assert_eq!(second.status(), 409);
@@ -61,11 +50,11 @@ async fn a_key_still_in_flight_is_refused_with_409() {
 async fn a_key_survives_a_restart() {
     let app = spawn_app().await;
     let body = order_body(&[("espresso", 1)]);
-    let first: serde_json::Value = place_with_key(&app, "restart-1", &body).await.json().await.unwrap();
+    let first: serde_json::Value = app.place_with_key("restart-1", &body).await.json().await.unwrap();
     let dir = app.shutdown().await;
     let data = dir.path().join("data");
     let app = spawn_app_with(move |settings| settings.store.data_dir = data).await;
-    let again = place_with_key(&app, "restart-1", &body).await;
+    let again = app.place_with_key("restart-1", &body).await;
     assert_eq!(again.status(), 201);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<serde_json::Value>().await.unwrap()["id"], first["id"]);
