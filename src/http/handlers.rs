@@ -162,9 +162,12 @@ pub async fn place_order(
     match actor.send(place).timeout(place_timeout).await {
         Ok(Ok(order)) => Ok(created(&with_eta(&engine, order).await)),
         Ok(Err(err)) => Err(err.into()),
+        // Only at shutdown: the actor stopped before it answered, maybe in the
+        // middle of the saga (the shutdown grace ran out), so the outcome is
+        // unknown here too; a retry with the same key after the restart tells.
         Err(actix::MailboxError::Closed) => {
             engine.admission.release();
-            Err(ApiError::overloaded("the engine is shutting down"))
+            Err(ApiError::PlacementPending { order_id: id })
         }
         // The saga goes on without us: its outcome is unknown, not negative.
         Err(actix::MailboxError::Timeout) => {

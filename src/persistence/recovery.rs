@@ -43,6 +43,9 @@ pub struct RecoveryReport {
     pub orders: usize,
     pub revived: usize,
     pub requeued: usize,
+    /// Queued orders without a ticket in the index, or tickets without one:
+    /// 0 unless the index and the snapshots disagree (the snapshots win).
+    pub ticket_index_disagreements: usize,
     pub reconciled: ReconcileReport,
     pub took_ms: u128,
 }
@@ -95,6 +98,7 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
     // put back below): only the orders not brewing should have one on disk.
     let expected_tickets =
         live.iter().filter(|order| order.status.holds_ticket() && order.status != OrderStatus::Brewing).count();
+    report.ticket_index_disagreements = expected_tickets.abs_diff(persisted_tickets.len());
     if expected_tickets != persisted_tickets.len() {
         tracing::warn!(
             expected = expected_tickets,

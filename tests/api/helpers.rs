@@ -62,6 +62,11 @@ impl TestApp {
         self.app.as_ref().map_or(0, |app| app.recovery.requeued)
     }
 
+    /// Disagreements recovery found between the ticket index and the snapshots.
+    pub fn recovery_disagreements(&self) -> usize {
+        self.app.as_ref().map_or(0, |app| app.recovery.ticket_index_disagreements)
+    }
+
     /// The engine inside, for fault injection.
     pub fn engine(&self) -> &std::sync::Arc<crema::actors::engine::Engine> {
         self.app.as_ref().expect("the app is running").engine()
