@@ -12,7 +12,7 @@ fn main() -> std::process::ExitCode {
         _ => crema::telemetry::init(),
     }
     match crema::cli::run(cli) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("crema: {}", crema::cli::error_chain(&err));
             std::process::ExitCode::FAILURE

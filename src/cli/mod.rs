@@ -89,15 +89,15 @@ pub struct RushArgs {
     /// Orders per second at the start and end of a café rush [default: a tenth of --rate].
     #[arg(long)]
     base_rate: Option<f64>,
-    /// Length of the rush in seconds.
-    #[arg(long, default_value_t = 30.0)]
-    duration: f64,
+    /// Length of the rush: `30s`, `2m`, `500ms`, or plain seconds.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    duration: Duration,
     /// Share of the duration spent on each ramp of a café rush.
     #[arg(long, default_value_t = 0.25)]
     ramp: f64,
-    /// Seconds at the start whose requests are sent but not counted.
-    #[arg(long, default_value_t = 0.0)]
-    warmup: f64,
+    /// Time at the start whose requests are sent but not counted (`5s`, or plain seconds).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    warmup: Duration,
     /// Keep-alive connections (one request in flight on each).
     #[arg(long, default_value_t = 256)]
     connections: usize,
@@ -119,12 +119,18 @@ pub struct RushArgs {
     /// Only place orders: no cancels, polls or pickups.
     #[arg(long)]
     orders_only: bool,
-    /// Seconds between a customer's polls.
-    #[arg(long, default_value_t = 1.0)]
-    poll_every: f64,
-    /// Seconds before an unanswered request counts as a timeout.
-    #[arg(long, default_value_t = 10.0)]
-    timeout: f64,
+    /// Time between a customer's polls (`1s`, `250ms`, or plain seconds).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    poll_every: Duration,
+    /// Time before an unanswered request counts as a timeout.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Threshold: fail (exit code 99) if the p99 of `POST /orders`, from due time, is above this (`5ms`).
+    #[arg(long, value_parser = parse_duration)]
+    max_p99: Option<Duration>,
+    /// Threshold: fail (exit code 99) if under this share of the orders sent get a 201 (e.g. 0.99).
+    #[arg(long)]
+    min_success: Option<f64>,
     /// Seed of the menu mix and customer choices.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -142,16 +148,37 @@ pub struct RushArgs {
     quiet: bool,
 }
 
-fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
-    anyhow::ensure!(value.is_finite() && value >= 0.0, "{name} must be a non-negative number of seconds");
-    Ok(Duration::from_secs_f64(value))
+/// A duration as people write it on a command line: a number with a unit
+/// (`500ms`, `30s`, `2m`, `1h`, fractions allowed: `1.5s`), or plain seconds
+/// (`30`). Written here rather than with `humantime`, which takes neither
+/// plain seconds (what `--duration 30` meant before) nor fractions.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration (e.g. 30s, 2m, 500ms)"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("unknown unit {other:?} in {text:?} (ms, s, m or h)")),
+    };
+    let seconds = value * scale;
+    if !seconds.is_finite() || seconds > 366.0 * 24.0 * 3600.0 {
+        return Err(format!("{text:?} is too long"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 impl RushArgs {
     fn options(self) -> anyhow::Result<RushOptions> {
         anyhow::ensure!(self.rate.is_finite() && self.rate > 0.0, "--rate must be above 0");
         anyhow::ensure!((0.0..=0.5).contains(&self.ramp), "--ramp must be between 0 and 0.5");
-        anyhow::ensure!(self.duration.is_finite() && self.duration > 0.0, "--duration must be above 0 seconds");
+        anyhow::ensure!(!self.duration.is_zero(), "--duration must be above 0");
+        if let Some(min) = self.min_success {
+            anyhow::ensure!((0.0..=1.0).contains(&min), "--min-success must be between 0 and 1");
+        }
         let embedded = match self.embedded {
             true => Some(crate::rush::embedded_settings(self.config.as_deref(), self.durability, self.brew_scale)?),
             false => None,
@@ -167,16 +194,17 @@ impl RushArgs {
                 shape: self.profile,
                 peak_rate: self.rate,
                 base_rate: self.base_rate.unwrap_or(self.rate / 10.0),
-                duration: seconds("--duration", self.duration)?,
+                duration: self.duration,
                 ramp: self.ramp,
             },
             behaviour,
-            warmup: seconds("--warmup", self.warmup)?,
+            warmup: self.warmup,
             connections: self.connections,
             backlog: self.backlog,
             customers: self.customers,
-            poll_every: seconds("--poll-every", self.poll_every)?,
-            timeout: seconds("--timeout", self.timeout)?,
+            poll_every: self.poll_every,
+            timeout: self.timeout,
+            thresholds: crate::rush::Thresholds { max_p99: self.max_p99, min_success: self.min_success },
             seed: self.seed,
             pid: self.pid,
             progress: !self.quiet,
@@ -184,13 +212,17 @@ impl RushArgs {
     }
 }
 
+/// Exit code of a rush that ran but failed one of its thresholds (as k6).
+pub const THRESHOLDS_FAILED: u8 = 99;
+
 /// Runs the parsed command; the process exit code follows its result.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Serve { config, bind, data } => {
             let settings = Settings::load(config.as_deref(), &Overrides { bind, data_dir: data })?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("crema-http").build()?;
-            runtime.block_on(serve(settings))
+            runtime.block_on(serve(settings))?;
+            Ok(std::process::ExitCode::SUCCESS)
         }
         Command::PaymentSim { bind, data, latency_ms, jitter_ms, fail_rate, decline_rate, down } => {
             for (name, rate) in [("--fail-rate", fail_rate), ("--decline-rate", decline_rate)] {
@@ -198,7 +230,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             }
             let faults = Faults { latency_ms, jitter_ms, fail_rate, decline_rate, down };
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("payment-sim").build()?;
-            runtime.block_on(payment_sim(bind, data, faults))
+            runtime.block_on(payment_sim(bind, data, faults))?;
+            Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Rush(args) => {
             let (json, out) = (args.json, args.out.clone());
@@ -211,7 +244,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             if !json || out.is_some() {
                 print!("{}", report.render());
             }
-            Ok(())
+            Ok(if report.thresholds_passed() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(THRESHOLDS_FAILED)
+            })
         }
     }
 }
@@ -284,6 +321,20 @@ pub fn error_chain(err: &anyhow::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_take_units_fractions_and_plain_seconds() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("1e9h").is_err());
+    }
 
     #[test]
     fn a_cause_already_in_the_message_is_not_repeated() {

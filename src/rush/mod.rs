@@ -78,6 +78,8 @@ pub struct RushOptions {
     pub seed: u64,
     /// Process whose RSS is sampled (the embedded engine is this process).
     pub pid: Option<u32>,
+    /// Pass/fail limits that set the exit code.
+    pub thresholds: Thresholds,
     pub progress: bool,
 }
 
@@ -260,9 +262,38 @@ async fn drive(url: &str, embedded: bool, options: &RushOptions) -> Result<Repor
         orders_offered: shared.counters.offered.load(Ordering::Relaxed),
         orders_accepted: accepted,
         accepted_per_s,
+        thresholds: options.thresholds.check(&endpoints),
         endpoints,
         memory,
     })
+}
+
+/// Pass/fail limits on `POST /orders`, k6-style: `--max-p99` (latency from
+/// due time) and `--min-success` (the share of orders sent after the warm-up
+/// that were answered 201, dropped ones counted as sent).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Thresholds {
+    pub max_p99: Option<Duration>,
+    pub min_success: Option<f64>,
+}
+
+impl Thresholds {
+    pub fn check(&self, endpoints: &[report::EndpointReport]) -> Vec<report::ThresholdResult> {
+        let orders = endpoints.iter().find(|endpoint| endpoint.endpoint == Endpoint::PlaceOrder.name());
+        let mut results = Vec::new();
+        if let Some(max) = self.max_p99 {
+            let value = orders.map_or(f64::INFINITY, |orders| orders.latency_ms.p99);
+            let limit = max.as_secs_f64() * 1000.0;
+            results.push(report::ThresholdResult { name: "p99_ms", limit, value, passed: value <= limit });
+        }
+        if let Some(min) = self.min_success {
+            let value = orders.map_or(0.0, |orders| {
+                orders.statuses.get("201").copied().unwrap_or(0) as f64 / orders.requests.max(1) as f64
+            });
+            results.push(report::ThresholdResult { name: "success", limit: min, value, passed: value >= min });
+        }
+        results
+    }
 }
 
 /// The menu's item ids, from the target's `GET /menu`.
@@ -337,6 +368,10 @@ async fn worker(shared: Arc<Shared>, backlog: Arc<Mutex<mpsc::Receiver<Job>>>, m
         if shared.counts(job.due) {
             let in_window = done <= shared.measure_until;
             shared.recorder.record(endpoint, outcome, done - job.due, Some(done - sent), in_window);
+            let body = answer.as_ref().map_or(&[][..], |(_, body)| &body[..]);
+            if let Some(label) = report::failure_label(outcome, body) {
+                shared.recorder.record_failure(endpoint, label);
+            }
             match outcome {
                 Outcome::Status(201) if endpoint == Endpoint::PlaceOrder => {
                     shared.counters.accepted.fetch_add(1, Ordering::Relaxed);

@@ -83,6 +83,9 @@ struct EndpointStats {
     /// Answers (and 2xx answers) that arrived inside the measured window.
     answered_in_window: u64,
     ok_in_window: u64,
+    /// What went wrong, by `STATUS problem_code` (from the problem document),
+    /// `timeout`, `connection_error` or `dropped`.
+    failures: BTreeMap<String, u64>,
 }
 
 /// Shared by every connection of a rush.
@@ -124,6 +127,12 @@ impl Recorder {
         if endpoint == Endpoint::PlaceOrder && outcome != Outcome::Dropped {
             let _ = self.interval.lock().unwrap_or_else(|e| e.into_inner()).record(latency);
         }
+    }
+
+    /// Counts one failed request under `label` (see [`failure_label`]).
+    pub fn record_failure(&self, endpoint: Endpoint, label: String) {
+        let mut stats = self.endpoints[endpoint.index()].lock().unwrap_or_else(|e| e.into_inner());
+        *stats.failures.entry(label).or_default() += 1;
     }
 
     /// p99 of `POST /orders` since the last call, in ms; resets the interval.
@@ -169,6 +178,7 @@ impl Recorder {
                     shed_latency_ms: (!shed.is_empty()).then(|| Latency::of(&shed)),
                     service_latency_ms: stats.service.as_ref().map(Latency::of),
                     by_status_latency_ms: by_status,
+                    failures: stats.failures.clone(),
                 })
             })
             .collect()
@@ -217,6 +227,41 @@ pub struct EndpointReport {
     /// From when each request was actually written (not corrected).
     pub service_latency_ms: Option<Latency>,
     pub by_status_latency_ms: BTreeMap<String, Latency>,
+    /// Failed requests by `STATUS problem_code` (e.g. `429 overloaded`, `503
+    /// payment_unavailable`), `timeout`, `connection_error` or `dropped`.
+    pub failures: BTreeMap<String, u64>,
+}
+
+/// How a failed answer is counted: its status and, for a problem document,
+/// its `code` (`503 payment_unavailable`); `None` for a 2xx or 3xx.
+pub fn failure_label(outcome: Outcome, body: &[u8]) -> Option<String> {
+    match outcome {
+        Outcome::Status(100..=399) => None,
+        Outcome::Status(status) => {
+            #[derive(serde::Deserialize)]
+            struct Problem {
+                code: Option<String>,
+            }
+            let code = serde_json::from_slice::<Problem>(body).ok().and_then(|problem| problem.code);
+            Some(match code {
+                Some(code) => format!("{status} {code}"),
+                None => status.to_string(),
+            })
+        }
+        Outcome::Timeout => Some("timeout".into()),
+        Outcome::Error => Some("connection_error".into()),
+        Outcome::Dropped => Some("dropped".into()),
+    }
+}
+
+/// A pass/fail limit on the run (k6-style), set with `--max-p99` and
+/// `--min-success`; any failed one makes `crema rush` exit with 99.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThresholdResult {
+    pub name: &'static str,
+    pub limit: f64,
+    pub value: f64,
+    pub passed: bool,
 }
 
 /// Resident memory of the engine's process, sampled once a second.
@@ -245,6 +290,15 @@ pub struct Report {
     pub accepted_per_s: f64,
     pub endpoints: Vec<EndpointReport>,
     pub memory: Option<Memory>,
+    /// The thresholds asked for, checked against `POST /orders`.
+    pub thresholds: Vec<ThresholdResult>,
+}
+
+impl Report {
+    /// Whether every threshold passed (true when none was set).
+    pub fn thresholds_passed(&self) -> bool {
+        self.thresholds.iter().all(|threshold| threshold.passed)
+    }
 }
 
 impl Report {
@@ -294,6 +348,10 @@ impl Report {
                     "  of which 429/503", "", "", shed.p50, shed.p90, shed.p99, shed.p999, shed.max
                 );
             }
+            if !endpoint.failures.is_empty() {
+                let failures: Vec<String> = endpoint.failures.iter().map(|(label, n)| format!("{label} ×{n}")).collect();
+                let _ = writeln!(out, "{:<26} {}", "  failures", failures.join(", "));
+            }
         }
         if let Some(memory) = &self.memory {
             let _ = writeln!(
@@ -301,6 +359,17 @@ impl Report {
                 "\nengine RSS (pid {}): {:.1} MiB at start, {:.1} MiB peak, {:.1} MiB at end",
                 memory.pid, memory.start_mib, memory.peak_mib, memory.end_mib
             );
+        }
+        if !self.thresholds.is_empty() {
+            let _ = writeln!(out);
+            for threshold in &self.thresholds {
+                let verdict = if threshold.passed { "passed" } else { "FAILED" };
+                let _ = writeln!(
+                    out,
+                    "threshold {}: {:.3} against a limit of {}: {verdict}",
+                    threshold.name, threshold.value, threshold.limit
+                );
+            }
         }
         out
     }

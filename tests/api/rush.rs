@@ -63,3 +63,34 @@ fn a_rush_needs_a_target() {
     assert!(!output.status.success(), "an unreachable target fails the rush");
     assert!(String::from_utf8_lossy(&output.stderr).contains("GET /menu"), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+#[test]
+fn thresholds_set_the_exit_code_and_failures_are_counted_by_problem_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("crema.toml");
+    // Half the charges fail: 503 payment_unavailable, told apart from overload.
+    std::fs::write(&config, "[payment.simulated]\nfail_rate = 0.5\n[payment.breaker]\nmin_calls = 1000\n").unwrap();
+    let rush = |thresholds: &[&str]| {
+        Command::new(CREMA)
+            .args(["rush", "--embedded", "--config", config.to_str().unwrap(), "--duration", "1500ms"])
+            .args(["--rate", "60", "--profile", "constant", "--orders-only", "--brew-scale", "0", "--json", "--quiet"])
+            .args(thresholds)
+            .output()
+            .expect("crema rush runs")
+    };
+
+    let failing = rush(&["--max-p99", "0ms", "--min-success", "0.99"]);
+    assert_eq!(failing.status.code(), Some(99), "{}", String::from_utf8_lossy(&failing.stderr));
+    let report: Value = serde_json::from_slice(&failing.stdout).unwrap();
+    let thresholds = report["thresholds"].as_array().unwrap();
+    assert_eq!(thresholds.len(), 2);
+    assert!(thresholds.iter().all(|threshold| threshold["passed"] == false), "{thresholds:?}");
+    let failures = &endpoint(&report, "POST /orders")["failures"];
+    let unavailable = failures["503 payment_unavailable"].as_u64().unwrap_or(0);
+    assert!(unavailable > 10, "failures by problem code: {failures}");
+
+    let passing = rush(&["--max-p99", "1m", "--min-success", "0.1"]);
+    assert!(passing.status.success(), "{}", String::from_utf8_lossy(&passing.stderr));
+    let report: Value = serde_json::from_slice(&passing.stdout).unwrap();
+    assert!(report["thresholds"].as_array().unwrap().iter().all(|threshold| threshold["passed"] == true));
+}
