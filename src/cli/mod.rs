@@ -143,6 +143,9 @@ pub struct RushArgs {
     /// Write the JSON report to this file.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Write a self-contained HTML report (summary, throughput and latency charts) to this file.
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// No progress line.
     #[arg(long)]
     quiet: bool,
@@ -234,12 +237,16 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Rush(args) => {
-            let (json, out) = (args.json, args.out.clone());
+            let (json, out, html) = (args.json, args.out.clone(), args.html.clone());
             let options = args.options()?;
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("crema-rush").build()?;
             let report = runtime.block_on(crate::rush::run(options))?;
             if json || out.is_some() {
                 crate::rush::write_json(&report, out.as_ref())?;
+            }
+            if let Some(path) = &html {
+                std::fs::write(path, crate::rush::html::render(&report))
+                    .map_err(|err| anyhow::anyhow!("writing {}: {err}", path.display()))?;
             }
             if !json || out.is_some() {
                 print!("{}", report.render());

@@ -13,6 +13,7 @@
 //! at their own times and go through the same backlog.
 
 pub mod client;
+pub mod html;
 pub mod mix;
 pub mod profile;
 pub mod report;
@@ -224,7 +225,8 @@ async fn drive(url: &str, embedded: bool, options: &RushOptions) -> Result<Repor
         Memory { pid, start_mib: rss, peak_mib: rss, end_mib: rss, samples_mib: Vec::new() }
     });
     let memory = Arc::new(std::sync::Mutex::new(memory));
-    let progress = tokio::spawn(progress(shared.clone(), options.clone(), start, memory.clone()));
+    let series: Arc<std::sync::Mutex<Vec<report::Second>>> = Arc::default();
+    let progress = tokio::spawn(progress(shared.clone(), options.clone(), start, memory.clone(), series.clone()));
 
     schedule(&shared, &mix, options, start).await;
 
@@ -246,6 +248,7 @@ async fn drive(url: &str, embedded: bool, options: &RushOptions) -> Result<Repor
     let orders = endpoints.iter().find(|e| e.endpoint == Endpoint::PlaceOrder.name());
     let accepted = orders.and_then(|e| e.statuses.get("201").copied()).unwrap_or(0);
     let accepted_per_s = orders.map_or(0.0, |e| e.ok_per_s);
+    let per_second = std::mem::take(&mut *series.lock().unwrap_or_else(|e| e.into_inner()));
     let mut memory = memory.lock().unwrap_or_else(|e| e.into_inner()).clone();
     if let Some(memory) = memory.as_mut() {
         memory.end_mib = rss_mib(memory.pid).unwrap_or(memory.end_mib);
@@ -263,6 +266,7 @@ async fn drive(url: &str, embedded: bool, options: &RushOptions) -> Result<Repor
         orders_accepted: accepted,
         accepted_per_s,
         thresholds: options.thresholds.check(&endpoints),
+        per_second,
         endpoints,
         memory,
     })
@@ -428,15 +432,18 @@ fn follow_up(shared: &Arc<Shared>, work: Work, status: u16, body: &[u8], now: In
     }
 }
 
-/// A line a second on stderr while the rush runs.
+/// A line a second on stderr while the rush runs, and the same second in
+/// `series` for the report (one entry a second: bounded by the duration).
 async fn progress(
     shared: Arc<Shared>,
     options: RushOptions,
     start: Instant,
     memory: Arc<std::sync::Mutex<Option<Memory>>>,
+    series: Arc<std::sync::Mutex<Vec<report::Second>>>,
 ) {
     let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
     let mut last_accepted = 0;
+    let (mut last_shed, mut last_failed, mut last_dropped, mut last_sent) = (0, 0, 0, 0);
     loop {
         tick.tick().await;
         let elapsed = start.elapsed();
@@ -471,7 +478,24 @@ async fn progress(
                 rss.map_or(String::new(), |mib| format!("  rss {mib:.0} MiB")),
             );
         }
-        last_accepted = accepted;
+        let (sent, shed, failed, dropped) = (
+            c.sent.load(Ordering::Relaxed),
+            c.shed.load(Ordering::Relaxed),
+            c.failed.load(Ordering::Relaxed),
+            c.dropped.load(Ordering::Relaxed),
+        );
+        series.lock().unwrap_or_else(|e| e.into_inner()).push(report::Second {
+            t_s: elapsed.as_secs_f64().round(),
+            offered_rate: options.profile.rate_at(elapsed),
+            sent: sent - last_sent,
+            accepted: accepted - last_accepted,
+            shed: shed - last_shed,
+            failed: failed - last_failed,
+            dropped: dropped - last_dropped,
+            orders_p99_ms: p99,
+            rss_mib: rss.map(|mib| (mib * 10.0).round() / 10.0),
+        });
+        (last_accepted, last_sent, last_shed, last_failed, last_dropped) = (accepted, sent, shed, failed, dropped);
     }
 }
 

@@ -233,10 +233,11 @@ pub struct EndpointReport {
 }
 
 /// How a failed answer is counted: its status and, for a problem document,
-/// its `code` (`503 payment_unavailable`); `None` for a 2xx or 3xx.
+/// its `code` (`503 payment_unavailable`); `None` for a 2xx or 3xx other than
+/// 202, which crema answers when an order's outcome is not known in time.
 pub fn failure_label(outcome: Outcome, body: &[u8]) -> Option<String> {
     match outcome {
-        Outcome::Status(100..=399) => None,
+        Outcome::Status(100..=201 | 203..=399) => None,
         Outcome::Status(status) => {
             #[derive(serde::Deserialize)]
             struct Problem {
@@ -292,6 +293,31 @@ pub struct Report {
     pub memory: Option<Memory>,
     /// The thresholds asked for, checked against `POST /orders`.
     pub thresholds: Vec<ThresholdResult>,
+    /// The rush second by second (warm-up included), for charts.
+    pub per_second: Vec<Second>,
+}
+
+/// One second of a rush: what the schedule offered, what happened to the
+/// requests answered in that second, and the p99 of `POST /orders` in it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Second {
+    /// Seconds since the schedule started.
+    pub t_s: f64,
+    /// Orders per second the profile offered at that moment.
+    pub offered_rate: f64,
+    /// Requests of every kind sent.
+    pub sent: u64,
+    /// `POST /orders` answered 201.
+    pub accepted: u64,
+    /// Answers 429 or 503.
+    pub shed: u64,
+    /// Timeouts and connection errors.
+    pub failed: u64,
+    /// Requests dropped because the backlog was full.
+    pub dropped: u64,
+    pub orders_p99_ms: Option<f64>,
+    /// The engine's RSS, when sampled.
+    pub rss_mib: Option<f64>,
 }
 
 impl Report {
@@ -378,6 +404,17 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_are_labelled_by_status_and_problem_code() {
+        let problem = br#"{"type":"/problems/overloaded","status":429,"code":"overloaded"}"#;
+        assert_eq!(failure_label(Outcome::Status(429), problem).as_deref(), Some("429 overloaded"));
+        assert_eq!(failure_label(Outcome::Status(502), b"<html>").as_deref(), Some("502"));
+        assert_eq!(failure_label(Outcome::Status(201), b"{}"), None);
+        let pending = br#"{"code":"placement_pending","order_id":"x"}"#;
+        assert_eq!(failure_label(Outcome::Status(202), pending).as_deref(), Some("202 placement_pending"));
+        assert_eq!(failure_label(Outcome::Error, b"").as_deref(), Some("connection_error"));
+    }
 
     #[test]
     fn summary_splits_outcomes_and_keeps_dropped_out_of_latency() {

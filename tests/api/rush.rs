@@ -51,6 +51,12 @@ fn an_embedded_rush_places_follows_cancels_and_picks_up_orders() {
         }
     }
     assert!(report["memory"]["peak_mib"].as_f64().unwrap() > 0.0, "the embedded engine's RSS is sampled");
+    // A time series, a second an entry, adding up to (nearly) all orders.
+    let seconds = report["per_second"].as_array().unwrap();
+    assert!((3..=6).contains(&seconds.len()), "{} seconds", seconds.len());
+    let accepted: u64 = seconds.iter().map(|second| second["accepted"].as_u64().unwrap()).sum();
+    assert!(accepted * 10 >= offered * 7, "the series holds most orders: {accepted} of {offered}");
+    assert!(seconds.iter().all(|second| second["offered_rate"].as_f64().unwrap() > 0.0));
 }
 
 #[test]
@@ -89,8 +95,13 @@ fn thresholds_set_the_exit_code_and_failures_are_counted_by_problem_code() {
     let unavailable = failures["503 payment_unavailable"].as_u64().unwrap_or(0);
     assert!(unavailable > 10, "failures by problem code: {failures}");
 
-    let passing = rush(&["--max-p99", "1m", "--min-success", "0.1"]);
+    let html = dir.path().join("rush.html");
+    let passing = rush(&["--max-p99", "1m", "--min-success", "0.1", "--html", html.to_str().unwrap()]);
     assert!(passing.status.success(), "{}", String::from_utf8_lossy(&passing.stderr));
+    let page = std::fs::read_to_string(&html).expect("--html writes the page");
+    assert!(page.starts_with("<!doctype html>") && page.contains("<svg") && page.contains("time (s)"));
+    assert!(page.contains("503 payment_unavailable"), "the failures are on the page");
+    assert!(!page.contains("<script") && !page.contains("src=") && !page.contains("<link"), "self-contained");
     let report: Value = serde_json::from_slice(&passing.stdout).unwrap();
     assert!(report["thresholds"].as_array().unwrap().iter().all(|threshold| threshold["passed"] == true));
 }
