@@ -125,6 +125,10 @@ pub struct RushArgs {
     /// Time before an unanswered request counts as a timeout.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
+    /// Customers retry an order refused for now (429/503) or of unknown outcome (202, 409, timeout,
+    /// connection error) up to this many times, after Retry-After, with the same Idempotency-Key.
+    #[arg(long, default_value_t = 0)]
+    retries: u32,
     /// Threshold: fail (exit code 99) if the p99 of `POST /orders`, from due time, is above this (`5ms`).
     #[arg(long, value_parser = parse_duration)]
     max_p99: Option<Duration>,
@@ -208,6 +212,7 @@ impl RushArgs {
             poll_every: self.poll_every,
             timeout: self.timeout,
             thresholds: crate::rush::Thresholds { max_p99: self.max_p99, min_success: self.min_success },
+            retries: self.retries,
             seed: self.seed,
             pid: self.pid,
             progress: !self.quiet,

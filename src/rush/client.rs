@@ -79,7 +79,20 @@ impl Connection {
         body: Option<Bytes>,
         timeout: Duration,
     ) -> Result<(StatusCode, Bytes), CallError> {
-        match tokio::time::timeout(timeout, self.call_inner(method, path, body)).await {
+        self.call_with(method, path, body, None, timeout).await.map(|answer| (answer.status, answer.body))
+    }
+
+    /// [`Connection::call`] with an optional `Idempotency-Key`, answering the
+    /// `Retry-After` header (whole seconds) too.
+    pub async fn call_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Bytes>,
+        idempotency_key: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Answer, CallError> {
+        match tokio::time::timeout(timeout, self.call_inner(method, path, body, idempotency_key)).await {
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(err)) => {
                 self.sender = None;
@@ -97,7 +110,8 @@ impl Connection {
         method: Method,
         path: &str,
         body: Option<Bytes>,
-    ) -> Result<(StatusCode, Bytes), CallError> {
+        idempotency_key: Option<&str>,
+    ) -> Result<Answer, CallError> {
         if self.sender.as_ref().is_none_or(|sender| sender.is_closed()) {
             self.sender = Some(self.connect().await?);
         }
@@ -107,10 +121,26 @@ impl Connection {
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
         }
+        if let Some(key) = idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
         let request = request.body(Full::new(body.unwrap_or_default())).map_err(|err| CallError::Io(err.to_string()))?;
         let response = sender.send_request(request).await.map_err(|err| CallError::Io(err.to_string()))?;
         let status = response.status();
+        let retry_after_s = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.trim().parse::<u64>().ok());
         let body = response.into_body().collect().await.map_err(|err| CallError::Io(err.to_string()))?.to_bytes();
-        Ok((status, body))
+        Ok(Answer { status, retry_after_s, body })
     }
+}
+
+/// One answer: status, `Retry-After` in seconds if given, body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub retry_after_s: Option<u64>,
+    pub body: Bytes,
 }

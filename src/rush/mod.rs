@@ -81,6 +81,11 @@ pub struct RushOptions {
     pub pid: Option<u32>,
     /// Pass/fail limits that set the exit code.
     pub thresholds: Thresholds,
+    /// A customer whose order is refused for now (429, 503), or whose outcome
+    /// is unknown (202, 409 `request_in_flight`, a timeout, a dropped
+    /// connection), tries again up to this many times, after `Retry-After`
+    /// (1 s if none), with the same `Idempotency-Key`. 0: nobody retries.
+    pub retries: u32,
     pub progress: bool,
 }
 
@@ -88,7 +93,9 @@ pub struct RushOptions {
 const MAX_POLLS: u32 = 600;
 
 enum Work {
-    Place { body: Bytes, follow: FollowUp },
+    /// `key` and `attempt` are set when customers retry (`--retries`): every
+    /// attempt of one order carries the same `Idempotency-Key`.
+    Place { body: Bytes, follow: FollowUp, key: Option<Arc<str>>, attempt: u32 },
     Poll { id: String, pickup: bool, polls: u32 },
     Cancel { id: String },
     Pickup { id: String },
@@ -119,6 +126,9 @@ struct Counters {
     shed: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
+    /// Attempts after the first, and orders whose customer gave up.
+    retries: AtomicU64,
+    gave_up: AtomicU64,
 }
 
 struct Shared {
@@ -131,6 +141,8 @@ struct Shared {
     closing: AtomicBool,
     poll_every: Duration,
     timeout: Duration,
+    /// Attempts a customer makes after the first (`--retries`).
+    retries: u32,
 }
 
 impl Shared {
@@ -214,6 +226,7 @@ async fn drive(url: &str, embedded: bool, options: &RushOptions) -> Result<Repor
         closing: AtomicBool::new(false),
         poll_every: options.poll_every,
         timeout: options.timeout,
+        retries: options.retries,
     });
     let backlog = Arc::new(Mutex::new(backlog));
     let workers: Vec<_> = (0..options.connections)
@@ -264,6 +277,8 @@ async fn drive(url: &str, embedded: bool, options: &RushOptions) -> Result<Repor
         measured_s: measured.as_secs_f64(),
         orders_offered: shared.counters.offered.load(Ordering::Relaxed),
         orders_accepted: accepted,
+        retries_sent: shared.counters.retries.load(Ordering::Relaxed),
+        orders_given_up: shared.counters.gave_up.load(Ordering::Relaxed),
         accepted_per_s,
         thresholds: options.thresholds.check(&endpoints),
         per_second,
@@ -341,7 +356,8 @@ async fn schedule(shared: &Arc<Shared>, mix: &Mix, options: &RushOptions, start:
             if shared.counts(due) {
                 shared.counters.offered.fetch_add(1, Ordering::Relaxed);
             }
-            shared.enqueue(Job { due, work: Work::Place { body, follow } });
+            let key = (options.retries > 0).then(|| Arc::from(format!("rush-{}-{}", options.seed, rng.random::<u64>())));
+            shared.enqueue(Job { due, work: Work::Place { body, follow, key, attempt: 0 } });
         }
     }
 }
@@ -355,6 +371,10 @@ async fn worker(shared: Arc<Shared>, backlog: Arc<Mutex<mpsc::Receiver<Job>>>, m
         shared.counters.in_flight.fetch_add(1, Ordering::Relaxed);
         shared.counters.sent.fetch_add(1, Ordering::Relaxed);
         let endpoint = job.endpoint();
+        let key = match &job.work {
+            Work::Place { key, .. } => key.clone(),
+            _ => None,
+        };
         let (method, path, body) = match &job.work {
             Work::Place { body, .. } => (Method::POST, "/orders".to_owned(), Some(body.clone())),
             Work::Poll { id, .. } => (Method::GET, format!("/orders/{id}"), None),
@@ -362,17 +382,17 @@ async fn worker(shared: Arc<Shared>, backlog: Arc<Mutex<mpsc::Receiver<Job>>>, m
             Work::Pickup { id } => (Method::POST, format!("/orders/{id}/pickup"), None),
         };
         let sent = Instant::now();
-        let answer = connection.call(method, &path, body, shared.timeout).await;
+        let answer = connection.call_with(method, &path, body, key.as_deref(), shared.timeout).await;
         let done = Instant::now();
         let outcome = match &answer {
-            Ok((status, _)) => Outcome::Status(status.as_u16()),
+            Ok(answer) => Outcome::Status(answer.status.as_u16()),
             Err(CallError::Timeout) => Outcome::Timeout,
             Err(CallError::Io(_)) => Outcome::Error,
         };
         if shared.counts(job.due) {
             let in_window = done <= shared.measure_until;
             shared.recorder.record(endpoint, outcome, done - job.due, Some(done - sent), in_window);
-            let body = answer.as_ref().map_or(&[][..], |(_, body)| &body[..]);
+            let body = answer.as_ref().map_or(&[][..], |answer| &answer.body[..]);
             if let Some(label) = report::failure_label(outcome, body) {
                 shared.recorder.record_failure(endpoint, label);
             }
@@ -389,11 +409,39 @@ async fn worker(shared: Arc<Shared>, backlog: Arc<Mutex<mpsc::Receiver<Job>>>, m
                 _ => {}
             }
         }
-        if let Ok((status, body)) = answer {
-            follow_up(&shared, job.work, status.as_u16(), &body, done, &mut rng);
+        let retry_after_s = answer.as_ref().ok().and_then(|answer| answer.retry_after_s);
+        let work = match retry(&shared, job.work, outcome, retry_after_s, done) {
+            Some(work) => work,
+            None => {
+                shared.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+                continue;
+            }
+        };
+        if let Ok(answer) = answer {
+            follow_up(&shared, work, answer.status.as_u16(), &answer.body, done, &mut rng);
         }
         shared.counters.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// A retrying customer's next attempt: `None` if `work` was an order placed
+/// again later (the same key, after `Retry-After`), else `work` back for its
+/// follow-ups. An order is retried while its outcome is unknown or refused
+/// for now; a customer out of attempts gives up.
+fn retry(shared: &Arc<Shared>, work: Work, outcome: Outcome, retry_after_s: Option<u64>, now: Instant) -> Option<Work> {
+    let Work::Place { body, follow, key: Some(key), attempt } = work else { return Some(work) };
+    let again = matches!(outcome, Outcome::Status(202 | 409 | 429 | 503) | Outcome::Timeout | Outcome::Error);
+    if !again {
+        return Some(Work::Place { body, follow, key: Some(key), attempt });
+    }
+    if attempt >= shared.retries || shared.closing.load(Ordering::Relaxed) {
+        shared.counters.gave_up.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    shared.counters.retries.fetch_add(1, Ordering::Relaxed);
+    let wait = Duration::from_secs(retry_after_s.unwrap_or(1).clamp(1, 60));
+    shared.later(now + wait, Work::Place { body, follow, key: Some(key), attempt: attempt + 1 });
+    None
 }
 
 /// What the customer does next, given the answer to `work`.

@@ -288,6 +288,10 @@ pub struct Report {
     pub measured_s: f64,
     pub orders_offered: u64,
     pub orders_accepted: u64,
+    /// With `--retries`: attempts after the first, and orders whose customer
+    /// ran out of attempts (or of time) without a final answer.
+    pub retries_sent: u64,
+    pub orders_given_up: u64,
     pub accepted_per_s: f64,
     pub endpoints: Vec<EndpointReport>,
     pub memory: Option<Memory>,
@@ -384,6 +388,13 @@ impl Report {
                 out,
                 "\nengine RSS (pid {}): {:.1} MiB at start, {:.1} MiB peak, {:.1} MiB at end",
                 memory.pid, memory.start_mib, memory.peak_mib, memory.end_mib
+            );
+        }
+        if self.retries_sent > 0 || self.orders_given_up > 0 {
+            let _ = writeln!(
+                out,
+                "\nretrying customers: {} attempts after the first, {} orders given up",
+                self.retries_sent, self.orders_given_up
             );
         }
         if !self.thresholds.is_empty() {

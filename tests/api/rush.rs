@@ -105,3 +105,23 @@ fn thresholds_set_the_exit_code_and_failures_are_counted_by_problem_code() {
     let report: Value = serde_json::from_slice(&passing.stdout).unwrap();
     assert!(report["thresholds"].as_array().unwrap().iter().all(|threshold| threshold["passed"] == true));
 }
+
+#[test]
+fn retrying_customers_get_through_a_flaky_payment_with_one_key_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("crema.toml");
+    std::fs::write(&config, "[payment.simulated]\nfail_rate = 0.5\n[payment.breaker]\nmin_calls = 1000\n").unwrap();
+    let output = Command::new(CREMA)
+        .args(["rush", "--embedded", "--config", config.to_str().unwrap(), "--duration", "4s", "--rate", "40"])
+        .args(["--profile", "constant", "--orders-only", "--brew-scale", "0", "--retries", "5", "--json", "--quiet"])
+        .output()
+        .expect("crema rush runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let offered = report["orders_offered"].as_u64().unwrap();
+    let accepted = report["orders_accepted"].as_u64().unwrap();
+    assert!(report["retries_sent"].as_u64().unwrap() > offered / 4, "half the charges fail, so many retry: {report:#}");
+    // Each order has one key: never more 201s than orders, and most get through.
+    assert!(accepted <= offered, "{accepted} of {offered}");
+    assert!(accepted * 10 >= offered * 7, "{accepted} of {offered} accepted after retries");
+}
