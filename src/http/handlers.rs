@@ -94,9 +94,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(String::from_utf8_lossy(value.as_bytes()).into_owned()))
 }
 
-fn replay(outcome: IdempotentOutcome) -> Response {
+/// The first outcome again: the original body, with a fresh `eta`.
+async fn replay(engine: &Engine, outcome: IdempotentOutcome) -> Response {
     let mut response = match outcome {
-        IdempotentOutcome::Created(order) => created(&order),
+        IdempotentOutcome::Created(order) => created(&with_eta(engine, order).await),
         IdempotentOutcome::Declined => ApiError::PaymentDeclined.into_response(),
     };
     response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -132,7 +133,7 @@ pub async fn place_order(
         None => None,
         Some(key) => match keys.begin(&engine.store, key, hash)? {
             Begin::Proceed(guard) => Some(guard),
-            Begin::Replay(record) => return Ok(replay(record.outcome)),
+            Begin::Replay(record) => return Ok(replay(&engine, record.outcome).await),
             Begin::Reused => return Err(ApiError::IdempotencyKeyReused),
             Begin::InFlight => return Err(ApiError::RequestInFlight),
         },
