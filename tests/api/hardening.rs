@@ -117,8 +117,14 @@ async fn slow_uploads_hold_no_placing_permit_and_are_cut_off() {
     // everyone else got 429.
     let uploads = slow_uploaders(&app.addr(), 16).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut placed = Vec::new();
     for n in 0..10 {
-        assert_eq!(app.place(&[("americano", 1)]).await.status(), 201, "normal order {n} during slow uploads");
+        let response = app.place(&[("americano", 1)]).await;
+        assert_eq!(response.status(), 201, "normal order {n} during slow uploads");
+        placed.push(response.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    for id in &placed {
+        assert_eq!(app.get(&format!("/orders/{id}")).await.status(), 200, "an acknowledged order is there");
     }
     // And the slow ones are answered 408 and closed once their time is up.
     let mut stream = TcpStream::connect(app.addr()).await.unwrap();
