@@ -43,7 +43,14 @@ function startCrema(env, { port = 0, data = mkdtempSync(join(tmpdir(), "crema-br
         resolve({
           base: match[1],
           data,
-          stop: () => { child.kill("SIGTERM"); rmSync(data, { recursive: true, force: true }); },
+          // Waits for crema to exit before removing its data: it writes there while it shuts down.
+          stop: () => new Promise((done) => {
+            const remove = () => { rmSync(data, { recursive: true, force: true, maxRetries: 5 }); done(); };
+            if (child.exitCode !== null || child.signalCode !== null) { remove(); return; }
+            child.removeAllListeners("exit");
+            child.on("exit", remove);
+            child.kill("SIGTERM");
+          }),
           kill: () => new Promise((done) => { child.removeAllListeners("exit"); child.on("exit", done); child.kill("SIGKILL"); }),
         });
       }
@@ -104,7 +111,7 @@ test("an order placed on the customer page is made at a manual station and turns
     await phone.waitForTimeout(4_000);
     assert.equal(reopened, 0, "a settled order's stream is not re-opened");
   } finally {
-    crema.stop();
+    await crema.stop();
   }
 });
 
@@ -119,7 +126,7 @@ test("a 503 from payment is shown to the customer as a retry message", async () 
     await error.filter({ hasText: /Payment is busy, try again in \d+ s/ }).waitFor();
     assert.equal(await page.getByTestId("order").isVisible(), false, "no order is shown");
   } finally {
-    crema.stop();
+    await crema.stop();
   }
 });
 
@@ -156,6 +163,6 @@ test("the customer page says when crema is unreachable and carries on without a 
     const orders = await (await fetch(crema.base + "/orders")).json();
     assert.equal(orders.orders.length, 2, "the latte, and the americano exactly once");
   } finally {
-    crema.stop();
+    await crema.stop();
   }
 });
