@@ -84,7 +84,7 @@ impl App {
         let mut limits = ServerLimits::from(&engine.settings.server);
         limits.metrics = Some(engine.http_metrics.clone());
         limits.gate = Some(http::routes::placing_gate(engine.clone()));
-        limits.self_timed = vec![crate::metrics::ROUTES.iter().position(|route| *route == "place_order").unwrap_or(0)];
+        limits.self_timed = Arc::from([crate::metrics::route_index("place_order")]);
         limits.allow = Some(http::routes::allowed_methods);
         let routes = http::routes::routes(engine.clone());
         let server = tokio::spawn(http::serve(listener, routes, limits, async {

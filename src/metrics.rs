@@ -73,6 +73,11 @@ pub fn path_segments(path: &str) -> ([&str; 4], usize) {
     (segments, len)
 }
 
+/// The [`ROUTES`] index of `name`, which must be one of them.
+pub fn route_index(name: &str) -> usize {
+    ROUTES.iter().position(|route| *route == name).expect("a route named in ROUTES")
+}
+
 pub fn route_of(method: &http::Method, path: &str) -> usize {
     let (segments, len) = path_segments(path);
     let name = match (method.as_str(), &segments[..len]) {
@@ -88,6 +93,7 @@ pub fn route_of(method: &http::Method, path: &str) -> usize {
     };
     ROUTES.iter().position(|route| *route == name).unwrap_or(ROUTES.len() - 1)
 }
+
 
 /// What the HTTP edge records.
 #[derive(Debug)]

@@ -229,12 +229,9 @@ impl From<OrderError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::Rocks(inner) => {
+            StoreError::Rocks(_) | StoreError::Injected => {
                 // The text names the data directory: log it, do not send it.
-                tracing::warn!(error = %inner, "a request failed on the store");
-                ApiError::StorageUnavailable("crema cannot write its store right now; nothing was changed".into())
-            }
-            StoreError::Injected => {
+                tracing::warn!(error = %err, "a request failed on the store");
                 ApiError::StorageUnavailable("crema cannot write its store right now; nothing was changed".into())
             }
             StoreError::Closed => ApiError::overloaded("the engine is shutting down"),

@@ -114,9 +114,7 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
                 Err(_) => return Err(ApiError::BodyTimeout(body_timeout_ms)),
             };
             let max = engine.settings.orders.max_placing;
-            let Some(permit) = engine.placing.try_acquire(max) else {
-                return Err(ApiError::TooManyRequests(format!("{max} orders are being placed")));
-            };
+            let Some(permit) = engine.placing.try_acquire(max) else { return Err(placing_full(max)) };
             handlers::place_order(engine, keys, headers, body, permit).await
         });
     let list = warp::path!("orders")
@@ -236,15 +234,20 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
 /// permit itself is taken once the body is in (see `routes`), so a client
 /// that uploads slowly holds no place.
 pub fn placing_gate(engine: Arc<Engine>) -> Gate {
-    let place = crate::metrics::ROUTES.iter().position(|route| *route == "place_order").expect("a place_order route");
+    let place = crate::metrics::route_index("place_order");
     Gate(Arc::new(move |route| {
         let max = engine.settings.orders.max_placing;
         if route != place || engine.placing.in_progress() < max {
             return Ok(());
         }
         engine.http_metrics.order_outcome(429);
-        Err(ApiError::TooManyRequests(format!("{max} orders are being placed")).into_response())
+        Err(placing_full(max).into_response())
     }))
+}
+
+/// 429 `overloaded`: `max` orders are being placed already.
+fn placing_full(max: usize) -> ApiError {
+    ApiError::TooManyRequests(format!("{max} orders are being placed"))
 }
 
 /// The methods a path answers, for the `Allow` header of a 405 (RFC 9110

@@ -46,7 +46,7 @@ pub struct ServerLimits {
     pub write_timeout: Duration,
     pub idle_timeout: Duration,
     /// Routes ([`crate::metrics::ROUTES`] indexes) exempt from `request_timeout`.
-    pub self_timed: Vec<usize>,
+    pub self_timed: Arc<[usize]>,
     /// The `Allow` header of a 405 on a path.
     pub allow: Option<fn(&str) -> Option<&'static str>>,
     /// Where request latencies go, if anywhere.
@@ -75,7 +75,7 @@ impl From<&ServerSettings> for ServerLimits {
             shutdown_grace: Duration::from_millis(settings.shutdown_grace_ms),
             write_timeout: Duration::from_millis(settings.write_timeout_ms),
             idle_timeout: Duration::from_millis(settings.idle_timeout_ms),
-            self_timed: Vec::new(),
+            self_timed: Arc::from([]),
             allow: None,
             metrics: None,
             gate: None,
@@ -170,7 +170,8 @@ pub async fn serve(
                 *request.method_mut() = http::Method::GET;
             }
             let route = route_of(request.method(), request.uri().path());
-            let allowed = allow.and_then(|allow| allow(request.uri().path()));
+            // Kept (a reference count) for a 405's `Allow`, worked out only then.
+            let uri = allow.map(|_| request.uri().clone());
             let admitted = gate.as_ref().map_or(Ok(()), |gate| (gate.0)(route));
             let timed = !self_timed.contains(&route);
             let started = Instant::now();
@@ -188,7 +189,7 @@ pub async fn serve(
                     },
                 };
                 if response.status() == http::StatusCode::METHOD_NOT_ALLOWED {
-                    if let Some(allowed) = allowed {
+                    if let Some(allowed) = allow.zip(uri).and_then(|(allow, uri)| allow(uri.path())) {
                         response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static(allowed));
                     }
                 }

@@ -46,8 +46,6 @@ pub struct WriterStats {
     pub group_sizes: Histogram,
     /// Time of one group's RocksDB write (with its WAL sync), µs.
     pub write_us: Histogram,
-    /// Group writes that failed.
-    pub failures: AtomicU64,
 }
 
 impl Default for WriterStats {
@@ -58,7 +56,6 @@ impl Default for WriterStats {
             largest_group: AtomicU64::new(0),
             group_sizes: Histogram::new(GROUP_SIZES),
             write_us: Histogram::new(LATENCY_US),
-            failures: AtomicU64::new(0),
         }
     }
 }
@@ -185,7 +182,6 @@ fn run(
         let result = if inject { Err(None) } else { store.db().write_opt(write_batch, &options).map_err(Some) };
         match &result {
             Err(err) => {
-                stats.failures.fetch_add(1, Ordering::Relaxed);
                 let err = err.as_ref().map_or_else(|| "injected failure".to_owned(), ToString::to_string);
                 if writable.swap(false, Ordering::AcqRel) {
                     tracing::error!(error = %err, requests = group.len(), "store write failed; the store is unwritable until a write succeeds");

@@ -280,7 +280,7 @@ async fn drive(url: &str, embedded: bool, options: &RushOptions) -> Result<Repor
         retries_sent: shared.counters.retries.load(Ordering::Relaxed),
         orders_given_up: shared.counters.gave_up.load(Ordering::Relaxed),
         accepted_per_s,
-        thresholds: options.thresholds.check(&endpoints),
+        thresholds: options.thresholds.check(orders),
         per_second,
         endpoints,
         memory,
@@ -297,8 +297,8 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
-    pub fn check(&self, endpoints: &[report::EndpointReport]) -> Vec<report::ThresholdResult> {
-        let orders = endpoints.iter().find(|endpoint| endpoint.endpoint == Endpoint::PlaceOrder.name());
+    /// Checks the limits against `orders`, the report of `POST /orders` (if any was sent).
+    pub fn check(&self, orders: Option<&report::EndpointReport>) -> Vec<report::ThresholdResult> {
         let mut results = Vec::new();
         if let Some(max) = self.max_p99 {
             let value = orders.map_or(f64::INFINITY, |orders| orders.latency_ms.p99);
