@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing crema needs beyond the Rust toolchain:
 # libclang for the rocksdb crate's bindgen, a C++ compiler for RocksDB itself,
-# and Chromium and Node.js for the browser tests.
+# Chromium and Node.js for the browser tests, and Python with venv for
+# schemathesis (scripts/schemathesis.sh installs it from PyPI into a virtualenv).
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
@@ -13,6 +14,9 @@ command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 command -v make >/dev/null 2>&1 || need+=(make)
+# Debian's python3 makes virtualenvs only with python3-venv (ensurepip) installed.
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0
