@@ -80,7 +80,7 @@ fn store_writer_bench(c: &mut Criterion) {
         for max_batch in [1, 16, 256] {
             let dir = tempfile::tempdir().expect("temp dir");
             let store = Store::open(dir.path()).expect("store opens");
-            let writer = StoreWriter::start(store, durability, max_batch, 4_096);
+            let writer = StoreWriter::start(store, durability, max_batch, 4_096, std::time::Duration::ZERO);
             let orders: Vec<Order> = (0..ORDERS_PER_ITER).map(|n| queued_order(format!("0193-{n:06}"))).collect();
             let name = format!("{durability:?}").to_lowercase();
             group.bench_with_input(BenchmarkId::new(name, max_batch), &max_batch, |b, _| {

@@ -331,19 +331,17 @@ impl Handler<EtaOf> for BaristaPool {
     }
 }
 
-/// Sends `msg` to an order actor, waiting for mailbox space rather than
-/// dropping it (the order actor persists every move, so none may be lost).
-fn tell<M>(ctx: &mut Context<BaristaPool>, owner: &Addr<OrderActor>, msg: M)
+/// Tells an order actor about a move of its ticket, without waiting for it
+/// to be handled (the order actor persists every move, in the order sent; see
+/// [`super::deliver`]).
+fn tell<M>(_: &mut Context<BaristaPool>, owner: &Addr<OrderActor>, msg: M)
 where
     M: Message<Result = ()> + Send + 'static,
     OrderActor: Handler<M>,
 {
-    let send = owner.send(msg);
-    ctx.spawn(actix::fut::wrap_future(async move {
-        if let Err(err) = send.await {
-            tracing::warn!(error = %err, "an order actor did not take a ticket update");
-        }
-    }));
+    if !super::deliver(owner, msg) {
+        tracing::warn!("an order actor stopped before it took a ticket update");
+    }
 }
 
 /// Fault injection for tests (`barista.inject_panics`): the next N brews panic.

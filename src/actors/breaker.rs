@@ -76,6 +76,11 @@ impl Breaker {
         }
     }
 
+    /// The bulkhead's size (`payment.breaker.max_concurrent`).
+    pub fn max_concurrent(&self) -> usize {
+        self.settings.max_concurrent
+    }
+
     /// The state as of `now` (an open breaker whose time is up reads half-open).
     pub fn state(&self, now: Instant) -> BreakerState {
         match (self.state, self.opened_at) {

@@ -16,7 +16,8 @@ use actix::prelude::*;
 use super::barista::{Admission, BaristaPool, StationFaults};
 use super::directory::Directory;
 use super::order::OrderActor;
-use super::payment::{PaymentActor, PaymentStats};
+use super::breaker::Breaker;
+use super::payment::{PaymentActor, PaymentStats, SharedBreaker};
 use super::event_log::EventLog;
 use super::projection::Projection;
 use crate::config::{GatewayKind, Settings};
@@ -24,6 +25,22 @@ use crate::gateway::{HttpGateway, PaymentGateway, SimulatedGateway};
 use crate::metrics::HttpMetrics;
 use crate::domain::{Menu, Order, OrderStatus};
 use crate::persistence::{Store, StoreError, StoreWriter};
+
+thread_local! {
+    /// Set on the order arbiters' threads: an order actor started from code
+    /// running there (an HTTP connection served there) stays there.
+    static ON_ORDER_ARBITER: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// Which order arbiter the current thread is, if it is one.
+pub fn order_arbiter_index() -> Option<usize> {
+    ON_ORDER_ARBITER.with(std::cell::Cell::get)
+}
+
+/// Whether the current thread is one of the order arbiters.
+pub fn on_order_arbiter() -> bool {
+    order_arbiter_index().is_some()
+}
 
 /// The actix system on its own thread, with the arbiters the engine uses.
 pub struct ActorSystem {
@@ -53,6 +70,9 @@ impl ActorSystem {
             .expect("spawning the actix system thread");
         let (system, mut handles) = rx.recv().expect("the actix system thread starts");
         let core = handles.remove(0);
+        for (index, arbiter) in handles.iter().enumerate() {
+            arbiter.spawn_fn(move || ON_ORDER_ARBITER.with(|on| on.set(Some(index))));
+        }
         ActorSystem { system, core, orders: handles, thread: Some(thread) }
     }
 
@@ -74,7 +94,9 @@ pub struct Engine {
     pub menu: Menu,
     pub store: Store,
     pub writer: StoreWriter,
-    pub payment: Addr<PaymentActor>,
+    /// One payment actor per order arbiter, sharing one breaker and bulkhead:
+    /// a charge is a message to the actor on the order actor's own thread.
+    payments: Vec<Addr<PaymentActor>>,
     pub payment_stats: Arc<PaymentStats>,
     pub pool: Addr<BaristaPool>,
     pub admission: Arc<Admission>,
@@ -102,6 +124,7 @@ impl Engine {
             settings.store.durability,
             settings.store.max_batch,
             settings.store.mailbox,
+            Duration::from_micros(settings.store.group_linger_us),
         );
         let gateway: Arc<dyn PaymentGateway> = match settings.payment.gateway {
             GatewayKind::Simulated => Arc::new(SimulatedGateway::new(settings.payment.simulated.clone())),
@@ -111,11 +134,17 @@ impl Engine {
             )?),
         };
         let payment_stats = Arc::new(PaymentStats::default());
-        let payment = {
-            let stats = payment_stats.clone();
+        let payments = {
             let timeout = Duration::from_millis(settings.payment.timeout_ms);
-            let breaker = settings.payment.breaker.clone();
-            PaymentActor::start_in_arbiter(system.core(), move |_| PaymentActor::new(gateway, timeout, breaker, stats))
+            let breaker: SharedBreaker = Arc::new(std::sync::Mutex::new(Breaker::new(settings.payment.breaker.clone())));
+            system
+                .orders
+                .iter()
+                .map(|arbiter| {
+                    let (gateway, breaker, stats) = (gateway.clone(), breaker.clone(), payment_stats.clone());
+                    PaymentActor::start_in_arbiter(arbiter, move |_| PaymentActor::sharing(gateway, timeout, breaker, stats))
+                })
+                .collect()
         };
         let admission = Arc::new(Admission::new(settings.barista.max_queue));
         let pool = {
@@ -135,7 +164,7 @@ impl Engine {
             settings,
             store,
             writer,
-            payment,
+            payments,
             payment_stats,
             pool,
             admission,
@@ -152,10 +181,29 @@ impl Engine {
         }))
     }
 
+    /// The payment actor on this thread's order arbiter (the first one elsewhere).
+    pub fn payment(&self) -> &Addr<PaymentActor> {
+        &self.payments[order_arbiter_index().unwrap_or(0) % self.payments.len()]
+    }
+
     /// The arbiter for the next order actor (round-robin).
     pub fn order_arbiter(&self) -> ArbiterHandle {
         let next = self.next_arbiter.fetch_add(1, Ordering::Relaxed);
         self.order_arbiters[next % self.order_arbiters.len()].clone()
+    }
+
+    /// Serves HTTP connections on the order arbiters, round-robin: a request's
+    /// handler, the order actor it starts and the actor's replies then share
+    /// one thread (see `docs/runtime.md`).
+    pub fn connection_spawner(&self) -> crate::http::Spawner {
+        let arbiters = self.order_arbiters.clone();
+        let next = AtomicUsize::new(0);
+        crate::http::Spawner(Arc::new(move |connection| {
+            let at = next.fetch_add(1, Ordering::Relaxed) % arbiters.len();
+            if !arbiters[at].spawn(connection) {
+                tracing::debug!("a connection arrived while the actor system stops; dropped");
+            }
+        }))
     }
 
     pub fn next_queue_seq(&self) -> u64 {
@@ -173,7 +221,7 @@ impl Engine {
 
     /// Tells the read side about a durable change. Never blocks: with no
     /// reader the event is simply dropped.
-    pub fn publish(&self, order: &Order, previous: Option<OrderStatus>) {
+    pub fn publish(&self, order: &Arc<Order>, previous: Option<OrderStatus>) {
         self.events.publish(order, previous);
     }
 

@@ -45,10 +45,10 @@ impl EventLog {
     }
 
     /// Numbers, retains and broadcasts a durable change.
-    pub fn publish(&self, order: &Order, previous: Option<OrderStatus>) {
+    pub fn publish(&self, order: &Arc<Order>, previous: Option<OrderStatus>) {
         let mut inner = self.lock();
         inner.last_seq += 1;
-        let change = OrderChanged { seq: inner.last_seq, order: Arc::new(order.clone()), previous };
+        let change = OrderChanged { seq: inner.last_seq, order: order.clone(), previous };
         if inner.recent.len() == RETAINED {
             inner.recent.pop_front();
         }

@@ -67,15 +67,21 @@ use std::pin::Pin;
 pub struct OrderActor {
     id: String,
     engine: Arc<Engine>,
-    /// `None` only while the first `Place` is in progress.
-    order: Option<Order>,
+    /// `None` only while the first `Place` is in progress. Shared (not
+    /// copied) with the event log, its subscribers and the caller's answer.
+    order: Option<Arc<Order>>,
     refund_backoff_ms: u64,
     passivation: Option<SpawnHandle>,
 }
 
 impl OrderActor {
-    /// Starts the actor of a new order on one of the order arbiters.
+    /// Starts the actor of a new order: on the current thread when that is an
+    /// order arbiter (the HTTP connection is served there, so `Place` and its
+    /// answer never cross threads), else on the next order arbiter.
     pub fn start_placing(id: String, engine: Arc<Engine>) -> Addr<OrderActor> {
+        if super::engine::on_order_arbiter() {
+            return OrderActor::new(id, engine, None).start();
+        }
         let arbiter = engine.order_arbiter();
         OrderActor::start_in_arbiter(&arbiter, move |_| OrderActor::new(id, engine, None))
     }
@@ -83,22 +89,22 @@ impl OrderActor {
     /// Starts the actor of an order read back from its snapshot.
     pub fn start_revived(order: Order, engine: Arc<Engine>) -> Addr<OrderActor> {
         let arbiter = engine.order_arbiter();
-        OrderActor::start_in_arbiter(&arbiter, move |_| OrderActor::new(order.id.clone(), engine, Some(order)))
+        OrderActor::start_in_arbiter(&arbiter, move |_| OrderActor::new(order.id.clone(), engine, Some(Arc::new(order))))
     }
 
-    fn new(id: String, engine: Arc<Engine>, order: Option<Order>) -> Self {
+    fn new(id: String, engine: Arc<Engine>, order: Option<Arc<Order>>) -> Self {
         let refund_backoff_ms = engine.settings.orders.refund_retry_ms.max(1);
         OrderActor { id, engine, order, refund_backoff_ms, passivation: None }
     }
 
     /// Applies `event` to a copy, commits it with whatever `extra` adds to the
     /// batch, and only then adopts and publishes it.
-    fn persist(&mut self, event: OrderEvent, extra: impl FnOnce(&Order, &mut Batch)) -> Step<Result<Order, OrderError>> {
+    fn persist(&mut self, event: OrderEvent, extra: impl FnOnce(&Order, &mut Batch)) -> Step<Result<Arc<Order>, OrderError>> {
         let Some(current) = self.order.as_ref() else {
             return Box::pin(fut::ready(Err(OrderError::NotFound)));
         };
         let previous = current.status;
-        let mut next = current.clone();
+        let mut next = Order::clone(current);
         if let Err(err) = next.apply(event, now_ms()) {
             return Box::pin(fut::ready(Err(err.into())));
         }
@@ -108,7 +114,7 @@ impl OrderActor {
         let writer = self.engine.writer.clone();
         Box::pin(async move { writer.commit(batch).await.map(|()| next) }.into_actor(self).map(
             move |committed, act, _| {
-                let next = committed?;
+                let next = Arc::new(committed?);
                 act.engine.publish(&next, Some(previous));
                 act.order = Some(next.clone());
                 Ok(next)
@@ -147,13 +153,13 @@ impl OrderActor {
 
     /// Asks the gateway for the refund; on success persists `refunded`, on
     /// failure schedules another try. Resolves to the order as it then is.
-    fn refund(&mut self) -> Step<Option<Order>> {
+    fn refund(&mut self) -> Step<Option<Arc<Order>>> {
         let Some(order) = &self.order else { return Box::pin(fut::ready(None)) };
         if order.payment.status != PaymentStatus::RefundPending {
             return Box::pin(fut::ready(Some(order.clone())));
         }
-        let call = self.engine.payment.send(Refund { payment_id: order.payment.payment_id.clone() });
-        Box::pin(call.into_actor(self).then(|answer, act, ctx| -> Step<Option<Order>> {
+        let call = self.engine.payment().send(Refund { payment_id: order.payment.payment_id.clone() });
+        Box::pin(call.into_actor(self).then(|answer, act, ctx| -> Step<Option<Arc<Order>>> {
             if matches!(answer, Ok(Ok(()))) {
                 act.refund_backoff_ms = act.engine.settings.orders.refund_retry_ms.max(1);
                 return Box::pin(act.persist(OrderEvent::Refunded, |_, _| {}).map(|result, act, ctx| {
@@ -220,7 +226,7 @@ impl Actor for OrderActor {
 
 /// Place the order: charge it and establish it. Sent once, right after start.
 #[derive(Message)]
-#[rtype(result = "Result<Order, OrderError>")]
+#[rtype(result = "Result<Arc<Order>, OrderError>")]
 pub struct Place {
     pub draft: Draft,
     /// The payment idempotency key, used for every call about this charge.
@@ -234,7 +240,7 @@ pub struct Place {
 }
 
 impl Handler<Place> for OrderActor {
-    type Result = AtomicResponse<Self, Result<Order, OrderError>>;
+    type Result = AtomicResponse<Self, Result<Arc<Order>, OrderError>>;
 
     fn handle(&mut self, msg: Place, ctx: &mut Self::Context) -> Self::Result {
         let engine = self.engine.clone();
@@ -250,7 +256,7 @@ impl Handler<Place> for OrderActor {
             };
             engine.writer.commit(std::mem::take(Batch::new().put_intent(&intent))).await?;
             let charge = Charge { key: payment_key.clone(), order_id: id.clone(), amount: draft.total };
-            let charged = engine.payment.send(charge).await.unwrap_or_else(|err| {
+            let charged = engine.payment().send(charge).await.unwrap_or_else(|err| {
                 Err(PaymentError::Unavailable { reason: err.to_string(), retry_after_s: 1 })
             });
             let record = |outcome| IdempotencyRecord {
@@ -274,16 +280,16 @@ impl Handler<Place> for OrderActor {
                         // the store can write, so a failed refund is retried there.
                         tracing::error!(order = %id, %err, "the paid order could not be stored; refunding its charge");
                         let payment_id = order.payment.payment_id.clone();
-                        let refunded = matches!(engine.payment.send(Refund { payment_id }).await, Ok(Ok(())));
+                        let refunded = matches!(engine.payment().send(Refund { payment_id }).await, Ok(Ok(())));
                         if refunded {
                             let _ = engine.writer.commit(std::mem::take(Batch::new().delete_intent(&payment_key))).await;
                         }
                         return Err(OrderError::NotStored { refunded });
                     }
-                    if engine.pool.send(Enqueue(ticket_for(&order, me))).await.is_err() {
+                    if !super::deliver(&engine.pool, Enqueue(ticket_for(&order, me))) {
                         tracing::error!(order = %id, "the barista pool is gone; the ticket waits on disk for a restart");
                     }
-                    Ok(order)
+                    Ok(Arc::new(order))
                 }
                 Err(PaymentError::Declined) => {
                     let mut batch = Batch::new();
@@ -327,7 +333,7 @@ impl Handler<Place> for OrderActor {
 
 /// The order as the actor holds it (`None` while it is still being placed).
 #[derive(Message)]
-#[rtype(result = "Option<Order>")]
+#[rtype(result = "Option<Arc<Order>>")]
 pub struct GetOrder;
 
 impl Handler<GetOrder> for OrderActor {
@@ -339,11 +345,11 @@ impl Handler<GetOrder> for OrderActor {
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Order, OrderError>")]
+#[rtype(result = "Result<Arc<Order>, OrderError>")]
 pub struct Cancel;
 
 impl Handler<Cancel> for OrderActor {
-    type Result = AtomicResponse<Self, Result<Order, OrderError>>;
+    type Result = AtomicResponse<Self, Result<Arc<Order>, OrderError>>;
 
     fn handle(&mut self, _: Cancel, _: &mut Self::Context) -> Self::Result {
         let order = match &self.order {
@@ -358,7 +364,7 @@ impl Handler<Cancel> for OrderActor {
         }
         let status = order.status;
         let withdraw = self.engine.pool.send(Withdraw { order_id: self.id.clone() });
-        AtomicResponse::new(Box::pin(withdraw.into_actor(self).then(move |answer, act, _| -> Step<Result<Order, OrderError>> {
+        AtomicResponse::new(Box::pin(withdraw.into_actor(self).then(move |answer, act, _| -> Step<Result<Arc<Order>, OrderError>> {
             match answer {
                 Err(_) => Box::pin(fut::ready(Err(OrderError::ShuttingDown))),
                 // The station finished it a moment ago; its `TicketFinished` is on the way.
@@ -371,7 +377,7 @@ impl Handler<Cancel> for OrderActor {
                             batch.delete_ticket(seq);
                         }
                     });
-                    Box::pin(cancelled.then(move |result, act, ctx| -> Step<Result<Order, OrderError>> {
+                    Box::pin(cancelled.then(move |result, act, ctx| -> Step<Result<Arc<Order>, OrderError>> {
                         match result {
                             Ok(cancelled) => Box::pin(act.refund().map(move |now, _, _| Ok(now.unwrap_or(cancelled)))),
                             Err(err) => {
@@ -380,12 +386,9 @@ impl Handler<Cancel> for OrderActor {
                                 if !matches!(withdrawal, Withdrawal::NotHeld) {
                                     if let Some(order) = &act.order {
                                         act.engine.admission.force_reserve();
-                                        let back = act.engine.pool.send(Enqueue(ticket_for(order, ctx.address())));
-                                        ctx.spawn(fut::wrap_future::<_, Self>(back).map(|sent, act, _| {
-                                            if sent.is_err() {
-                                                tracing::error!(order = %act.id, "the barista pool is gone; the ticket waits on disk for a restart");
-                                            }
-                                        }));
+                                        if !super::deliver(&act.engine.pool, Enqueue(ticket_for(order, ctx.address()))) {
+                                            tracing::error!(order = %act.id, "the barista pool is gone; the ticket waits on disk for a restart");
+                                        }
                                     }
                                 }
                                 Box::pin(fut::ready(Err(err)))
@@ -399,11 +402,11 @@ impl Handler<Cancel> for OrderActor {
 }
 
 #[derive(Message)]
-#[rtype(result = "Result<Order, OrderError>")]
+#[rtype(result = "Result<Arc<Order>, OrderError>")]
 pub struct Pickup;
 
 impl Handler<Pickup> for OrderActor {
-    type Result = AtomicResponse<Self, Result<Order, OrderError>>;
+    type Result = AtomicResponse<Self, Result<Arc<Order>, OrderError>>;
 
     fn handle(&mut self, _: Pickup, _: &mut Self::Context) -> Self::Result {
         AtomicResponse::new(Box::pin(self.persist(OrderEvent::PickedUp, |_, _| {}).map(|result, act, ctx| {

@@ -80,14 +80,25 @@ pub struct PaymentActor {
     gateway: Arc<dyn PaymentGateway>,
     timeout: Duration,
     max_concurrent: u64,
-    breaker: Breaker,
+    /// Shared by every payment actor (one per order arbiter): one breaker
+    /// and one bulkhead (`stats.in_flight`) for the one gateway.
+    breaker: SharedBreaker,
     stats: Arc<PaymentStats>,
 }
 
+/// The one breaker the payment actors share. Held only for the few
+/// instructions of a check or a record, never across an await.
+pub type SharedBreaker = Arc<std::sync::Mutex<Breaker>>;
+
 impl PaymentActor {
     pub fn new(gateway: Arc<dyn PaymentGateway>, timeout: Duration, breaker: BreakerSettings, stats: Arc<PaymentStats>) -> Self {
-        let max_concurrent = breaker.max_concurrent as u64;
-        PaymentActor { gateway, timeout, max_concurrent, breaker: Breaker::new(breaker), stats }
+        PaymentActor::sharing(gateway, timeout, Arc::new(std::sync::Mutex::new(Breaker::new(breaker))), stats)
+    }
+
+    /// A payment actor that shares `breaker` (and, through `stats`, the bulkhead) with others.
+    pub fn sharing(gateway: Arc<dyn PaymentGateway>, timeout: Duration, breaker: SharedBreaker, stats: Arc<PaymentStats>) -> Self {
+        let max_concurrent = lock(&breaker).max_concurrent() as u64;
+        PaymentActor { gateway, timeout, max_concurrent, breaker, stats }
     }
 
     /// Takes a bulkhead slot, or refuses at once.
@@ -101,19 +112,6 @@ impl PaymentActor {
         Ok(InFlight(self.stats.clone()))
     }
 
-    fn mirror_breaker(&self) {
-        let now = Instant::now();
-        let state = match self.breaker.state(now) {
-            BreakerState::Closed => 0,
-            BreakerState::Open => 1,
-            BreakerState::HalfOpen => 2,
-        };
-        let until = now_ms() + self.breaker.retry_after(now).as_millis() as u64;
-        self.stats.open_until_ms.store(until, Ordering::Release);
-        self.stats.breaker_state.store(state, Ordering::Release);
-        self.stats.breaker_transitions.store(self.breaker.transitions, Ordering::Relaxed);
-    }
-
     /// Runs one gateway call through the bulkhead, the breaker and the timeout.
     fn call<T: 'static>(
         &mut self,
@@ -123,11 +121,16 @@ impl PaymentActor {
             Ok(slot) => slot,
             Err(err) => return Box::pin(fut::ready(Err(refused(err)))),
         };
-        let permit = match self.breaker.try_acquire(Instant::now()) {
+        let acquired = {
+            let mut breaker = lock(&self.breaker);
+            let acquired = breaker.try_acquire(Instant::now());
+            mirror(&breaker, &self.stats);
+            acquired
+        };
+        let permit = match acquired {
             Ok(permit) => permit,
             Err(wait) => {
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
-                self.mirror_breaker();
                 let retry_after_s = wait.as_millis().div_ceil(1000).max(1) as u64;
                 return Box::pin(fut::ready(Err(refused(PaymentError::Unavailable {
                     reason: "the payment circuit is open".into(),
@@ -135,7 +138,6 @@ impl PaymentActor {
                 }))));
             }
         };
-        self.mirror_breaker();
         let call = start(self.gateway.as_ref());
         let timeout = self.timeout;
         let started = Instant::now();
@@ -151,8 +153,10 @@ impl PaymentActor {
             .into_actor(self)
             .map(move |result, act, _| {
                 let outcome = if result.is_ok() { CallOutcome::Success } else { CallOutcome::Failure };
-                act.breaker.record(permit, outcome, started.elapsed(), Instant::now());
-                act.mirror_breaker();
+                let mut breaker = lock(&act.breaker);
+                breaker.record(permit, outcome, started.elapsed(), Instant::now());
+                mirror(&breaker, &act.stats);
+                drop(breaker);
                 if result.is_err() {
                     act.stats.failed.fetch_add(1, Ordering::Relaxed);
                 }
@@ -160,6 +164,24 @@ impl PaymentActor {
             }),
         )
     }
+}
+
+fn lock(breaker: &SharedBreaker) -> std::sync::MutexGuard<'_, Breaker> {
+    breaker.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Mirrors the breaker's state into the stats, for readers that do not ask an actor.
+fn mirror(breaker: &Breaker, stats: &PaymentStats) {
+    let now = Instant::now();
+    let state = match breaker.state(now) {
+        BreakerState::Closed => 0,
+        BreakerState::Open => 1,
+        BreakerState::HalfOpen => 2,
+    };
+    let until = now_ms() + breaker.retry_after(now).as_millis() as u64;
+    stats.open_until_ms.store(until, Ordering::Release);
+    stats.breaker_state.store(state, Ordering::Release);
+    stats.breaker_transitions.store(breaker.transitions, Ordering::Relaxed);
 }
 
 /// A refusal before any call, carried through the gateway error type so that

@@ -46,7 +46,8 @@ fn created(order: &Order) -> Response {
 }
 
 /// Fills in `eta` for an order not yet ready, from the pool's view of the queue.
-pub async fn with_eta(engine: &Engine, mut order: Order) -> Order {
+pub async fn with_eta(engine: &Engine, order: Arc<Order>) -> Order {
+    let mut order = Arc::unwrap_or_clone(order);
     if order.status.holds_ticket() {
         let ask = engine.pool.send(EtaOf { order_id: order.id.clone(), queue_seq: order.queue_seq }).timeout(Duration::from_secs(1));
         order.eta_ms = ask.await.ok().flatten();
@@ -97,7 +98,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// The first outcome again: the original body, with a fresh `eta`.
 async fn replay(engine: &Engine, outcome: IdempotentOutcome) -> Response {
     let mut response = match outcome {
-        IdempotentOutcome::Created(order) => created(&with_eta(engine, order).await),
+        IdempotentOutcome::Created(order) => created(&with_eta(engine, Arc::new(order)).await),
         IdempotentOutcome::Declined => ApiError::PaymentDeclined.into_response(),
     };
     response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -180,7 +181,7 @@ pub async fn place_order(
 
 /// The order as its actor holds it, else as its snapshot says; `None` if
 /// there is none. An order still being placed is neither: 202 `placement_pending`.
-pub async fn current_order(engine: &Engine, id: &str) -> Result<Option<Order>, ApiError> {
+pub async fn current_order(engine: &Engine, id: &str) -> Result<Option<Arc<Order>>, ApiError> {
     if engine.pending.contains(id) {
         // Answered 202 before: placed (a snapshot), still placing (a live
         // actor without one), or ended without an order (neither).
@@ -207,13 +208,14 @@ pub async fn current_order(engine: &Engine, id: &str) -> Result<Option<Order>, A
     read_snapshot(engine, id).await
 }
 
-async fn read_snapshot(engine: &Engine, id: &str) -> Result<Option<Order>, ApiError> {
+async fn read_snapshot(engine: &Engine, id: &str) -> Result<Option<Arc<Order>>, ApiError> {
     let store = engine.store.clone();
     let id = id.to_owned();
     tokio::task::spawn_blocking(move || store.get_order(&id))
         .await
         .map_err(|err| ApiError::Internal(err.to_string()))?
         .map_err(ApiError::from)
+        .map(|order| order.map(Arc::new))
 }
 
 /// `GET /orders/{id}`: from the live actor's own state, else from its snapshot.
@@ -247,7 +249,7 @@ pub async fn command(engine: Arc<Engine>, id: String, command: Command) -> Reply
             Command::Pickup => actor.send(Pickup).timeout(ask_timeout(&engine)).await,
         };
         match answer {
-            Ok(result) => return Ok(order_response(StatusCode::OK, &result?)),
+            Ok(result) => return Ok(order_response(StatusCode::OK, &*result?)),
             Err(actix::MailboxError::Closed) => continue,
             Err(err) => return Err(err.into()),
         }

@@ -14,4 +14,4 @@ pub mod sse;
 pub mod views;
 
 pub use error::ApiError;
-pub use server::{serve, ServerLimits};
+pub use server::{serve, ServerLimits, Spawner};

@@ -53,6 +53,22 @@ pub struct ServerLimits {
     pub metrics: Option<Arc<HttpMetrics>>,
     /// Admission before routing, if any.
     pub gate: Option<Gate>,
+    /// Where accepted connections are served, if not on the accepting runtime
+    /// (see [`Spawner`]).
+    pub spawner: Option<Spawner>,
+}
+
+/// Runs a connection's future somewhere else than the accepting runtime: crema
+/// serves each connection on one of the actix order arbiters, so that the
+/// order actors its requests start are local to it. The future registers its
+/// socket with the runtime that first polls it.
+#[derive(Clone)]
+pub struct Spawner(pub Arc<dyn Fn(std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) + Send + Sync>);
+
+impl std::fmt::Debug for Spawner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Spawner")
+    }
 }
 
 /// Admission by route (a [`crate::metrics::ROUTES`] index), before the request
@@ -79,6 +95,7 @@ impl From<&ServerSettings> for ServerLimits {
             allow: None,
             metrics: None,
             gate: None,
+            spawner: None,
         }
     }
 }
@@ -199,18 +216,37 @@ pub async fn serve(
                 Ok::<Response, Infallible>(response)
             }
         });
-        let io = TimedIo::new(stream, limits.write_timeout, limits.idle_timeout);
-        let connection = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .serve_connection(TokioIo::new(io), handler);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "connection ended with an error");
+        let (write_timeout, idle_timeout) = (limits.write_timeout, limits.idle_timeout);
+        let header_read_timeout = limits.header_read_timeout;
+        let watcher = graceful.watcher();
+        let serve_connection = move |stream: tokio::net::TcpStream| {
+            let io = TimedIo::new(stream, write_timeout, idle_timeout);
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_read_timeout)
+                .serve_connection(TokioIo::new(io), handler);
+            async move {
+                if let Err(err) = watcher.watch(connection).await {
+                    tracing::debug!(error = %err, "connection ended with an error");
+                }
+                drop(permit);
             }
-            drop(permit);
-        });
+        };
+        match &limits.spawner {
+            None => {
+                tokio::spawn(serve_connection(stream));
+            }
+            // Handed over as a std socket: the runtime that serves it must own its registration.
+            Some(spawner) => match stream.into_std() {
+                Ok(stream) => (spawner.0)(Box::pin(async move {
+                    match tokio::net::TcpStream::from_std(stream) {
+                        Ok(stream) => serve_connection(stream).await,
+                        Err(err) => tracing::warn!(error = %err, "a connection could not be handed to its arbiter"),
+                    }
+                })),
+                Err(err) => tracing::warn!(error = %err, "a connection could not be handed to its arbiter"),
+            },
+        }
     }
     drop(listener);
     tokio::select! {

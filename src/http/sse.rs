@@ -98,7 +98,7 @@ pub async fn order_events(engine: Arc<Engine>, id: String) -> Reply {
             tokio::select! {
                 received = state.receiver.recv() => match received {
                     Ok(change) if change.order.id == state.order.id && change.order.version > state.order.version => {
-                        state.order = with_eta(&state.engine, (*change.order).clone()).await;
+                        state.order = with_eta(&state.engine, change.order.clone()).await;
                         state.done = ends(&state.order);
                         return Some((status_event(&state.order, state.order.version), state));
                     }
@@ -111,7 +111,7 @@ pub async fn order_events(engine: Arc<Engine>, id: String) -> Reply {
                 },
                 // The queue moves without this order changing: resend it when its estimate moved.
                 _ = tick.tick() => {
-                    let refreshed = with_eta(&state.engine, state.order.clone()).await;
+                    let refreshed = with_eta(&state.engine, Arc::new(state.order.clone())).await;
                     let moved = match (refreshed.eta_ms, state.order.eta_ms) {
                         (Some(new), Some(old)) => new.abs_diff(old) >= ETA_MOVED_MS,
                         (new, old) => new.is_some() != old.is_some(),

@@ -162,7 +162,7 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<ReconcileReport, StoreErr
             batch.delete_intent(&intent.key);
             report.intents_done += 1;
         } else {
-            match engine.payment.send(Lookup { key: intent.key.clone() }).await {
+            match engine.payment().send(Lookup { key: intent.key.clone() }).await {
                 Ok(Ok(Some(GatewayPayment::Captured { id }))) => {
                     let refund = OrphanRefund { key: intent.key.clone(), payment_id: id, amount: intent.amount, created_ms: now };
                     batch.put_orphan_refund(&refund).delete_intent(&intent.key);
@@ -181,7 +181,7 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<ReconcileReport, StoreErr
         engine.writer.commit(batch).await?;
     }
     for refund in engine.store.orphan_refunds()? {
-        match engine.payment.send(Refund { payment_id: refund.payment_id.clone() }).await {
+        match engine.payment().send(Refund { payment_id: refund.payment_id.clone() }).await {
             Ok(Ok(())) => {
                 engine.writer.commit(std::mem::take(Batch::new().delete_orphan_refund(&refund.key))).await?;
                 tracing::info!(key = %refund.key, amount = refund.amount, "orphan charge refunded");

@@ -23,7 +23,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -74,8 +74,9 @@ pub struct StoreWriter {
 
 impl StoreWriter {
     /// Starts the writer thread. `mailbox` bounds requests waiting; `max_batch`
-    /// bounds one group.
-    pub fn start(store: Store, durability: Durability, max_batch: usize, mailbox: usize) -> StoreWriter {
+    /// bounds one group; `linger` is how long a small group waits for more
+    /// under load (`store.group_linger_us`).
+    pub fn start(store: Store, durability: Durability, max_batch: usize, mailbox: usize, linger: Duration) -> StoreWriter {
         let (tx, rx) = mpsc::channel(mailbox);
         let stats = Arc::new(WriterStats::default());
         let writable = Arc::new(AtomicBool::new(true));
@@ -84,7 +85,7 @@ impl StoreWriter {
         let thread_stats = stats.clone();
         let thread = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run(store, rx, durability, max_batch, &thread_stats, &health))
+            .spawn(move || run(store, rx, durability, max_batch, linger, &thread_stats, &health))
             .expect("spawning the store writer thread");
         StoreWriter { tx, stats, writable, failures_to_inject, thread: Arc::new(std::sync::Mutex::new(Some(thread))) }
     }
@@ -137,34 +138,53 @@ struct Health {
     failures_to_inject: Arc<AtomicU64>,
 }
 
+/// Takes the requests already waiting into `group` (up to `max_batch`);
+/// `true` if a stop request came.
+fn take_waiting(rx: &mut mpsc::Receiver<Request>, group: &mut Vec<Group>, max_batch: usize) -> bool {
+    while group.len() < max_batch {
+        match rx.try_recv() {
+            Ok(Request::Commit { batch, reply }) => group.push((batch, reply)),
+            Ok(Request::Stop) => return true,
+            Err(_) => break,
+        }
+    }
+    false
+}
+
+/// The linger applies only after a group of at least this many writes (load)…
+const LINGER_AFTER: usize = 8;
+/// …and only to a group smaller than this.
+const LINGER_BELOW: usize = 64;
+
+type Group = (Batch, oneshot::Sender<Result<(), StoreError>>);
+
 fn run(
     store: Store,
     mut rx: mpsc::Receiver<Request>,
     durability: Durability,
     max_batch: usize,
+    linger: Duration,
     stats: &WriterStats,
     health: &Health,
 ) {
     let writable = &health.writable;
     let mut options = rocksdb::WriteOptions::default();
     options.set_sync(durability == Durability::Sync);
-    let mut group: Vec<(Batch, oneshot::Sender<Result<(), StoreError>>)> = Vec::with_capacity(max_batch);
+    let mut group: Vec<Group> = Vec::with_capacity(max_batch);
     let mut stopping = false;
+    let mut last_group = 0;
     while !stopping {
         match rx.blocking_recv() {
             Some(Request::Commit { batch, reply }) => group.push((batch, reply)),
             Some(Request::Stop) | None => break,
         }
-        while group.len() < max_batch {
-            match rx.try_recv() {
-                Ok(Request::Commit { batch, reply }) => group.push((batch, reply)),
-                Ok(Request::Stop) => {
-                    stopping = true;
-                    break;
-                }
-                Err(_) => break,
-            }
+        stopping = take_waiting(&mut rx, &mut group, max_batch);
+        // Under load a short wait fills the group: one sync for more writes.
+        if !stopping && !linger.is_zero() && last_group >= LINGER_AFTER && group.len() < LINGER_BELOW.min(max_batch) {
+            std::thread::sleep(linger);
+            stopping = take_waiting(&mut rx, &mut group, max_batch);
         }
+        last_group = group.len();
         let started = Instant::now();
         let mut write_batch = rocksdb::WriteBatch::default();
         for (batch, _) in &group {
@@ -233,7 +253,7 @@ mod tests {
     async fn concurrent_commits_are_grouped_and_all_durable() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let writer = StoreWriter::start(store.clone(), Durability::Sync, 64, 1024);
+        let writer = StoreWriter::start(store.clone(), Durability::Sync, 64, 1024, Duration::from_micros(300));
         let mut tasks = Vec::new();
         for n in 0..200 {
             let writer = writer.clone();
@@ -261,7 +281,7 @@ mod tests {
     #[tokio::test]
     async fn commit_after_close_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let writer = StoreWriter::start(Store::open(dir.path()).unwrap(), Durability::Async, 8, 8);
+        let writer = StoreWriter::start(Store::open(dir.path()).unwrap(), Durability::Async, 8, 8, Duration::ZERO);
         writer.close().await;
         assert!(matches!(writer.commit(Batch::new()).await, Err(StoreError::Closed)));
     }
