@@ -6,10 +6,13 @@
 # usage: scripts/ab.sh [ROUNDS] [SECONDS] [CONNECTIONS] [CREMA_BINARY...]
 #   default: 2 rounds, 10 s, 64 connections, target/release/crema.
 # Several crema binaries (e.g. an old build and a new one) are measured in turn.
+# AB_PIN=1 pins every server to CPU 1 and wrk to CPU 0 (figures per server core).
 # Configuration: durability sync, simulated payment with no latency, instant
 # brews, 8 stations, caps raised so that only the hot path limits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+server_pin=(); client_pin=()
+if [ "${AB_PIN:-0}" = 1 ]; then server_pin=(taskset -c 1); client_pin=(taskset -c 0); fi
 rounds=${1:-2}; secs=${2:-10}; conns=${3:-64}; shift 3 2>/dev/null || shift $#
 binaries=("$@"); [ ${#binaries[@]} -gt 0 ] || binaries=(target/release/crema)
 target=${CARGO_TARGET_DIR:-target}
@@ -22,7 +25,7 @@ export CREMA_BARISTA__BREW_SCALE=0 CREMA_BARISTA__STATIONS=8 CREMA_BARISTA__MAX_
   RUST_LOG=warn
 wait_up() { for _ in $(seq 100); do curl -fs "$1/healthz" >/dev/null 2>&1 && return; curl -fs "$1/menu" >/dev/null 2>&1 && return; sleep 0.1; done; echo "$1 did not come up" >&2; exit 1; }
 run() { # name url -> prints the 2xx answers per second
-  local out; out=$(wrk -t2 -c"$conns" -d"${secs}s" -s "$lua" "$2/orders")
+  local out; out=$("${client_pin[@]}" wrk -t2 -c"$conns" -d"${secs}s" -s "$lua" "$2/orders")
   local total; total=$(awk '/requests in/ {print $1}' <<<"$out")
   local took; took=$(awk '/requests in/ {sub(/s,/, "", $4); print $4}' <<<"$out")
   local non2xx; non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out"); non2xx=${non2xx:-0}
@@ -33,11 +36,11 @@ run() { # name url -> prints the 2xx answers per second
 port=18190
 declare -A sum
 for round in $(seq "$rounds"); do
-  "$ceiling" 127.0.0.1:$port >/dev/null & pid=$!; wait_up http://127.0.0.1:$port
+  "${server_pin[@]}" "$ceiling" 127.0.0.1:$port >/dev/null & pid=$!; wait_up http://127.0.0.1:$port
   c=$(run "round $round ceiling" http://127.0.0.1:$port); kill $pid; wait $pid 2>/dev/null || true
   for bin in "${binaries[@]}"; do
     port=$((port + 1)); rm -rf "$work/data"
-    "$bin" serve --bind 127.0.0.1:$port --data "$work/data" >"$work/log" 2>&1 & pid=$!
+    "${server_pin[@]}" "$bin" serve --bind 127.0.0.1:$port --data "$work/data" >"$work/log" 2>&1 & pid=$!
     for _ in $(seq 300); do curl -fs http://127.0.0.1:$port/readyz >/dev/null 2>&1 && break; sleep 0.1; done
     r=$(run "round $round $(basename "$(dirname "$bin")")/$(basename "$bin")" http://127.0.0.1:$port)
     kill $pid; wait $pid 2>/dev/null || true

@@ -1,6 +1,7 @@
 #!/bin/bash
 # What one order costs crema under load, from /proc (no tracing overhead):
-# CPU µs, context switches and store-writer requests per order, plus CPU by
+# CPU µs, context switches, store-writer requests and groups (one WAL sync
+# each) per order, plus CPU by
 # thread. Loads crema with wrk (POST one americano) at CONNS connections.
 #
 # usage: scripts/per-order.sh [CREMA_BINARY] [SECONDS] [CONNS]
@@ -26,17 +27,18 @@ snapshot() { # ticks switches made writes, then "name ticks" per thread
     switches=$((switches + $(awk '/ctxt_switches/ {s+=$2} END {print s}' "$t/status")))
   done
   local stats; stats=$(curl -fs http://127.0.0.1:$port/stats)
-  echo "$ticks $switches $(grep -o '"ready":[0-9]*' <<<"$stats" | cut -d: -f2) $(grep -o '"requests":[0-9]*' <<<"$stats" | cut -d: -f2)"
+  echo "$ticks $switches $(grep -o '"ready":[0-9]*' <<<"$stats" | cut -d: -f2) $(grep -o '"requests":[0-9]*' <<<"$stats" | cut -d: -f2) $(grep -o '"groups":[0-9]*' <<<"$stats" | cut -d: -f2)"
 }
 before=($(snapshot)); threads_before=$(for t in /proc/$pid/task/*; do f=($(cut -d')' -f2 "$t/stat")); echo "$(cat $t/comm | tr ' ' _)#${t##*/} $((f[11] + f[12]))"; done | sort)
 sleep "$secs"
 after=($(snapshot)); threads_after=$(for t in /proc/$pid/task/*; do f=($(cut -d')' -f2 "$t/stat")); echo "$(cat $t/comm | tr ' ' _)#${t##*/} $((f[11] + f[12]))"; done | sort)
 orders=$((after[2] - before[2]))
-awk -v t=$((after[0] - before[0])) -v s=$((after[1] - before[1])) -v w=$((after[3] - before[3])) -v n=$orders -v hz=$hz -v secs=$secs 'BEGIN {
+awk -v t=$((after[0] - before[0])) -v s=$((after[1] - before[1])) -v w=$((after[3] - before[3])) -v g=$((after[4] - before[4])) -v n=$orders -v hz=$hz -v secs=$secs 'BEGIN {
   printf "orders/s            %10.0f\n", n / secs
   printf "CPU µs per order    %10.1f\n", t / hz * 1e6 / n
   printf "switches per order  %10.2f\n", s / n
-  printf "writer requests per order %4.2f\n", w / n }'
+  printf "writer requests per order %4.2f\n", w / n
+  printf "WAL syncs per order  %9.3f\n", g / n }'
 join <(echo "$threads_before") <(echo "$threads_after") | awk -v hz=$hz -v secs=$secs '{d = ($3 - $2) / hz / secs * 100; if (d > 0.5) printf "  %-24s %5.1f%% of a core\n", $1, d}'
 wait %2 2>/dev/null || true
 grep -E "Non-2xx" "$work/wrk" || true

@@ -86,7 +86,9 @@ impl App {
         limits.gate = Some(http::routes::placing_gate(engine.clone()));
         limits.self_timed = Arc::from([crate::metrics::route_index("place_order")]);
         limits.allow = Some(http::routes::allowed_methods);
-        limits.spawner = Some(engine.connection_spawner());
+        if engine.settings.server.connections_on_arbiters {
+            limits.spawner = Some(engine.connection_spawner());
+        }
         let routes = http::routes::routes(engine.clone());
         let server = tokio::spawn(http::serve(listener, routes, limits, async {
             let _ = stopped.await;

@@ -50,6 +50,11 @@ pub struct ServerSettings {
     /// A connection with no bytes moving either way for this long is closed
     /// (idle keep-alive; live event streams send a comment every 15 s).
     pub idle_timeout_ms: u64,
+    /// Serve each connection on an order arbiter (thread per core: the order
+    /// actor a request starts runs on the same thread). `false` serves them
+    /// on the accepting runtime instead (the layout before). Measured in
+    /// BENCHMARKS.md: less CPU per order on two cores, not on one.
+    pub connections_on_arbiters: bool,
     /// Open connections beyond this are answered 503 and closed at once.
     pub max_connections: usize,
     /// How long shutdown waits for requests in flight before closing them.
@@ -204,6 +209,7 @@ impl Default for ServerSettings {
             body_read_timeout_ms: 10_000,
             write_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
+            connections_on_arbiters: true,
             max_connections: 4_096,
             shutdown_grace_ms: 10_000,
         }
@@ -513,11 +519,13 @@ brew_ms = 100
             "[payment]\ngateway = \"http\"\nurl = \"ftp://pay.example\"\n",
             "[menu]\ncurrency = \"EURO\"\n",
             "[menu]\ncurrency = \"eur\"\n",
+            "[store]\ngroup_linger_us = 10001\n",
         ] {
             let err = load_text(text).expect_err(text).to_string();
             assert!(err.starts_with("configuration: "), "{err}");
         }
         assert!(load_text("[payment]\ngateway = \"http\"\nurl = \"http://10.0.0.7:9090\"\n").is_ok());
+        assert!(load_text("[store]\ngroup_linger_us = 0\n").is_ok(), "0 turns the linger off");
     }
 
     #[test]

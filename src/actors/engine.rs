@@ -1,11 +1,12 @@
 //! The engine: what every actor and HTTP handler shares, and the actix system
 //! the actors run on.
 //!
-//! Threads: the actix system thread; one "core" arbiter for the pool, the
-//! payment actor and the projection; `order_arbiters` arbiters (default: one
-//! per core) over which order actors are spread round-robin; the store writer's
-//! own thread. HTTP runs on the caller's tokio runtime and talks to actors
-//! through their addresses only.
+//! Threads: the actix system thread; one "core" arbiter for the pool and the
+//! projection; `order_arbiters` arbiters (default: one per core), each with
+//! its own payment actor, that serve the HTTP connections handed to them
+//! ([`Engine::connection_spawner`]) and run the order actors those requests
+//! start; the store writer's own thread. The caller's tokio runtime only
+//! accepts connections. See `docs/runtime.md`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;

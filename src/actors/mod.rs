@@ -43,3 +43,60 @@ where
         Err(SendError::Closed(_)) => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use actix::prelude::*;
+
+    /// Records what it is told, after a first message that keeps it busy.
+    struct Slow {
+        seen: std::sync::Arc<std::sync::Mutex<Vec<u32>>>,
+    }
+
+    impl Actor for Slow {
+        type Context = Context<Self>;
+
+        fn started(&mut self, ctx: &mut Self::Context) {
+            ctx.set_mailbox_capacity(2);
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    struct Note(u32);
+
+    impl Handler<Note> for Slow {
+        type Result = ();
+
+        fn handle(&mut self, Note(n): Note, ctx: &mut Self::Context) {
+            self.seen.lock().unwrap().push(n);
+            if n == 0 {
+                // Busy for a while: the mailbox fills up behind this message.
+                ctx.wait(actix::fut::wrap_future(tokio::time::sleep(Duration::from_millis(100))));
+            }
+        }
+    }
+
+    #[actix::test]
+    async fn deliver_goes_past_a_full_mailbox_in_order_and_drops_nothing() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let actor = Slow { seen: seen.clone() }.start();
+        for n in 0..20 {
+            assert!(super::deliver(&actor, Note(n)));
+        }
+        assert!(actor.try_send(Note(99)).is_err(), "the mailbox is full: deliver went past its bound");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(*seen.lock().unwrap(), (0..20).collect::<Vec<_>>());
+    }
+
+    #[actix::test]
+    async fn deliver_to_a_stopped_actor_says_so() {
+        let arbiter = Arbiter::new();
+        let actor = Slow::start_in_arbiter(&arbiter.handle(), |_| Slow { seen: Default::default() });
+        arbiter.stop();
+        let _ = tokio::task::spawn_blocking(move || arbiter.join()).await;
+        assert!(!super::deliver(&actor, Note(1)));
+    }
+}

@@ -1,4 +1,7 @@
 //! The payment actor: the only way to charge, refund or look up a payment.
+//! There is one per order arbiter, so that an order actor's charge is a
+//! message on its own thread; they share one breaker and one bulkhead, so
+//! together they behave as one payment actor towards the gateway.
 //!
 //! It owns the gateway (a [`PaymentGateway`]), the circuit [`Breaker`] and the
 //! bulkhead. Before a call: a bulkhead slot (at most
@@ -345,5 +348,31 @@ mod tests {
         }
         assert_eq!(stats.open_retry_after_s(), Some(3));
         assert_eq!(stats.rejected.load(Ordering::Relaxed), 1);
+    }
+
+    #[actix::test]
+    async fn payment_actors_sharing_a_breaker_open_and_refuse_together() {
+        let stats = Arc::new(PaymentStats::default());
+        let failing = Arc::new(SimulatedGateway::new(SimulatedSettings { latency_ms: 0, decline_rate: 0.0, fail_rate: 1.0 }));
+        let settings = BreakerSettings { window: 4, min_calls: 4, open_ms: 3_000, ..BreakerSettings::default() };
+        let shared: SharedBreaker = Arc::new(std::sync::Mutex::new(Breaker::new(settings)));
+        let timeout = Duration::from_secs(1);
+        let first = PaymentActor::sharing(failing.clone(), timeout, shared.clone(), stats.clone()).start();
+        let second = PaymentActor::sharing(failing, timeout, shared, stats.clone()).start();
+        // Failures through both actors count in the one window.
+        for n in 0..4 {
+            let actor = if n % 2 == 0 { &first } else { &second };
+            let result = actor.send(Charge { key: format!("k{n}"), order_id: "o".into(), amount: 1 }).await.unwrap();
+            assert!(matches!(result, Err(PaymentError::Unavailable { .. })), "{result:?}");
+        }
+        assert_eq!(stats.breaker(), BreakerState::Open);
+        for actor in [&first, &second] {
+            let result = actor.send(Charge { key: "k9".into(), order_id: "o".into(), amount: 1 }).await.unwrap();
+            assert!(
+                matches!(&result, Err(PaymentError::Unavailable { reason, .. }) if reason.contains("circuit")),
+                "both actors refuse while the shared breaker is open: {result:?}"
+            );
+        }
+        assert_eq!(stats.rejected.load(Ordering::Relaxed), 2);
     }
 }

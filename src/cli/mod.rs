@@ -228,7 +228,14 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Serve { config, bind, data } => {
             let settings = Settings::load(config.as_deref(), &Overrides { bind, data_dir: data })?;
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("crema-http").build()?;
+            // Connections are served on the order arbiters; this runtime only
+            // accepts (and refuses), recovers, reconciles and probes the store.
+            let workers = if settings.server.connections_on_arbiters { 1 } else { num_cpus() };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .thread_name("crema-accept")
+                .build()?;
             runtime.block_on(serve(settings))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -360,3 +367,7 @@ mod tests {
     }
 }
 
+/// The cores this process may use (at least 1).
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
