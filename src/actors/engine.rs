@@ -72,11 +72,7 @@ impl ActorSystem {
         let (system, mut handles) = rx.recv().expect("the actix system thread starts");
         let core = handles.remove(0);
         for (index, arbiter) in handles.iter().enumerate() {
-            arbiter.spawn_fn(move || {
-                ON_ORDER_ARBITER.with(|on| on.set(Some(index)));
-                crate::persistence::batch_commits_per_turn();
-                super::event_log::publish_per_turn();
-            });
+            arbiter.spawn_fn(move || ON_ORDER_ARBITER.with(|on| on.set(Some(index))));
         }
         ActorSystem { system, core, orders: handles, thread: Some(thread) }
     }

@@ -26,4 +26,4 @@ pub mod writer;
 
 pub use codec::{IdempotencyRecord, IdempotentOutcome, OrphanRefund, PaymentIntent};
 pub use store::{Batch, Cf, Store, StoreError};
-pub use writer::{batch_commits_per_turn, StoreWriter, WriterStats};
+pub use writer::{StoreWriter, WriterStats};

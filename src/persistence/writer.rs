@@ -20,7 +20,6 @@
 //! once its SstFileManager sees free space; [`StoreWriter::probe`] (called
 //! periodically by the app while unwritable) is the write that notices.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -34,24 +33,7 @@ use crate::metrics::{Histogram, GROUP_SIZES, LATENCY_US};
 
 enum Request {
     Commit { batch: Batch, reply: oneshot::Sender<Result<(), StoreError>> },
-    /// The commits one order arbiter made in one turn of its event loop.
-    Commits(Vec<Group>),
     Stop,
-}
-
-thread_local! {
-    /// Set on the order arbiters' threads: commits made there during one turn
-    /// of the event loop are handed to the writer together (see [`StoreWriter::commit`]).
-    static TURN_BATCHING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// The commits of this turn not yet handed over, by writer.
-    static OUTBOX: std::cell::RefCell<Vec<(usize, Vec<Group>)>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Lets commits made on the current thread be handed to the writer once per
-/// event-loop turn. Call only on a thread that runs a tokio `LocalSet` (an
-/// actix arbiter): the hand-off is a local task spawned there.
-pub fn batch_commits_per_turn() {
-    TURN_BATCHING.with(|on| on.set(true));
 }
 
 /// Counters for `/stats` and `/metrics`.
@@ -129,57 +111,10 @@ impl StoreWriter {
 
     /// Commits `batch` atomically; resolves once it is durable (per the
     /// durability setting). Waits for mailbox space when the writer is behind.
-    ///
-    /// On an order arbiter (see [`batch_commits_per_turn`]) the commit waits
-    /// in the thread's outbox until the end of the current event-loop turn,
-    /// and every commit of that turn goes to the writer as one message: one
-    /// hand-off (and at most one wake-up of the writer) for many orders.
     pub async fn commit(&self, batch: Batch) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
-        if TURN_BATCHING.with(std::cell::Cell::get) {
-            self.hold_for_this_turn((batch, reply));
-        } else {
-            self.tx.send(Request::Commit { batch, reply }).await.map_err(|_| StoreError::Closed)?;
-        }
+        self.tx.send(Request::Commit { batch, reply }).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
-    }
-
-    /// Which writer this is, for the per-thread outbox.
-    fn identity(&self) -> usize {
-        Arc::as_ptr(&self.stats) as usize
-    }
-
-    /// Puts a commit in this thread's outbox; the first one of a turn spawns
-    /// the local task that hands the outbox over once the tasks already
-    /// runnable have run.
-    fn hold_for_this_turn(&self, commit: Group) {
-        let me = self.identity();
-        let first = OUTBOX.with(|outbox| {
-            let mut outbox = outbox.borrow_mut();
-            match outbox.iter_mut().find(|(writer, _)| *writer == me) {
-                Some((_, held)) => {
-                    held.push(commit);
-                    held.len() == 1
-                }
-                None => {
-                    outbox.push((me, vec![commit]));
-                    true
-                }
-            }
-        });
-        if first {
-            let writer = self.clone();
-            tokio::task::spawn_local(async move {
-                let held = OUTBOX.with(|outbox| {
-                    let mut outbox = outbox.borrow_mut();
-                    outbox.iter_mut().find(|(writer_id, _)| *writer_id == me).map(|(_, held)| std::mem::take(held))
-                });
-                if let Some(held) = held.filter(|held| !held.is_empty()) {
-                    // A writer that has stopped drops the replies: each commit sees `Closed`.
-                    let _ = writer.tx.send(Request::Commits(held)).await;
-                }
-            });
-        }
     }
 
     pub fn stats(&self) -> &WriterStats {
@@ -203,13 +138,12 @@ struct Health {
     failures_to_inject: Arc<AtomicU64>,
 }
 
-/// Takes the requests already waiting into `waiting` (until it holds
-/// `max_batch` or more); `true` if a stop request came.
-fn take_waiting(rx: &mut mpsc::Receiver<Request>, waiting: &mut VecDeque<Group>, max_batch: usize) -> bool {
-    while waiting.len() < max_batch {
+/// Takes the requests already waiting into `group` (up to `max_batch`);
+/// `true` if a stop request came.
+fn take_waiting(rx: &mut mpsc::Receiver<Request>, group: &mut Vec<Group>, max_batch: usize) -> bool {
+    while group.len() < max_batch {
         match rx.try_recv() {
-            Ok(Request::Commit { batch, reply }) => waiting.push_back((batch, reply)),
-            Ok(Request::Commits(commits)) => waiting.extend(commits),
+            Ok(Request::Commit { batch, reply }) => group.push((batch, reply)),
             Ok(Request::Stop) => return true,
             Err(_) => break,
         }
@@ -237,29 +171,19 @@ fn run(
     let mut options = rocksdb::WriteOptions::default();
     options.set_sync(durability == Durability::Sync);
     let mut group: Vec<Group> = Vec::with_capacity(max_batch);
-    // Commits received and not yet written (a hand-off can hold more than a group).
-    let mut waiting: VecDeque<Group> = VecDeque::new();
     let mut stopping = false;
     let mut last_group = 0;
-    // After a stop, what was sent before it is still written.
-    while !(stopping && waiting.is_empty()) {
-        if waiting.is_empty() {
-            match rx.blocking_recv() {
-                Some(Request::Commit { batch, reply }) => waiting.push_back((batch, reply)),
-                Some(Request::Commits(commits)) => waiting.extend(commits),
-                Some(Request::Stop) | None => break,
-            }
+    while !stopping {
+        match rx.blocking_recv() {
+            Some(Request::Commit { batch, reply }) => group.push((batch, reply)),
+            Some(Request::Stop) | None => break,
         }
-        if !stopping {
-            stopping = take_waiting(&mut rx, &mut waiting, max_batch);
-        }
+        stopping = take_waiting(&mut rx, &mut group, max_batch);
         // Under load a short wait fills the group: one sync for more writes.
-        if !stopping && !linger.is_zero() && last_group >= LINGER_AFTER && waiting.len() < LINGER_BELOW.min(max_batch) {
+        if !stopping && !linger.is_zero() && last_group >= LINGER_AFTER && group.len() < LINGER_BELOW.min(max_batch) {
             std::thread::sleep(linger);
-            stopping = take_waiting(&mut rx, &mut waiting, max_batch);
+            stopping = take_waiting(&mut rx, &mut group, max_batch);
         }
-        let take = waiting.len().min(max_batch);
-        group.extend(waiting.drain(..take));
         last_group = group.len();
         let started = Instant::now();
         let mut write_batch = rocksdb::WriteBatch::default();
@@ -352,58 +276,6 @@ mod tests {
         let (kim, _) = reopened.list_orders(Some("lee"), None, |_| true, 500, 1000).unwrap();
         assert_eq!(kim.len(), 200);
         assert_eq!(kim[0].id, "o199", "newest first");
-    }
-
-    /// 100 order actors committing in one turn of one arbiter's event loop.
-    async fn commit_in_one_turn(writer: &StoreWriter, count: usize) -> Vec<Result<(), StoreError>> {
-        let local = tokio::task::LocalSet::new();
-        let results = local
-            .run_until(async {
-                batch_commits_per_turn();
-                let tasks: Vec<_> = (0..count)
-                    .map(|n| {
-                        let writer = writer.clone();
-                        tokio::task::spawn_local(async move {
-                            let mut batch = Batch::new();
-                            batch.put_order(&order(&format!("t{n:03}")));
-                            writer.commit(batch).await
-                        })
-                    })
-                    .collect();
-                let mut results = Vec::new();
-                for task in tasks {
-                    results.push(task.await.unwrap());
-                }
-                results
-            })
-            .await;
-        TURN_BATCHING.with(|on| on.set(false));
-        results
-    }
-
-    #[tokio::test]
-    async fn commits_of_one_turn_are_one_hand_off_and_one_group() {
-        let dir = tempfile::tempdir().unwrap();
-        let writer = StoreWriter::start(Store::open(dir.path()).unwrap(), Durability::Sync, 1024, 8, Duration::ZERO);
-        let results = commit_in_one_turn(&writer, 100).await;
-        assert!(results.iter().all(Result::is_ok), "{results:?}");
-        assert_eq!(writer.stats().requests.load(Ordering::Relaxed), 100);
-        assert_eq!(writer.stats().groups.load(Ordering::Relaxed), 1, "one hand-off, one group, one sync");
-        writer.close().await;
-    }
-
-    #[tokio::test]
-    async fn a_hand_off_larger_than_a_group_is_written_in_several() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let writer = StoreWriter::start(store.clone(), Durability::Sync, 16, 8, Duration::ZERO);
-        let results = commit_in_one_turn(&writer, 100).await;
-        assert!(results.iter().all(Result::is_ok), "{results:?}");
-        assert_eq!(writer.stats().groups.load(Ordering::Relaxed), 7, "100 commits in groups of at most 16");
-        assert_eq!(writer.stats().largest_group.load(Ordering::Relaxed), 16);
-        writer.close().await;
-        drop(store);
-        assert_eq!(Store::open(dir.path()).unwrap().for_each_order(|_| {}).unwrap(), 100);
     }
 
     #[tokio::test]
