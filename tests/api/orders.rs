@@ -325,3 +325,39 @@ async fn a_station_that_panics_is_restarted_and_its_ticket_goes_back_to_the_head
     app.place_ok(&[("espresso", 1)]).await;
     app.shutdown().await;
 }
+
+/// Thread per core (`server.connections_on_arbiters`, the default) and the
+/// layout before it serve the same lifecycle: place, cancel with a refund,
+/// brew on a station, ready, pick up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_connection_layouts_serve_the_whole_order_lifecycle() {
+    for on_arbiters in [true, false] {
+        let app = spawn_app_with(|settings| {
+            settings.server.connections_on_arbiters = on_arbiters;
+            settings.barista.mode = crema::config::StationMode::Manual;
+            settings.barista.stations = 1;
+        })
+        .await;
+        let kept = app.place_ok(&[("americano", 1)]).await;
+        let cancelled = app.place_ok(&[("latte", 1)]).await;
+        let kept_id = kept["id"].as_str().unwrap();
+        let response = app.cancel(cancelled["id"].as_str().unwrap()).await;
+        assert_eq!(response.status(), 200, "layout on_arbiters={on_arbiters}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["status"], "cancelled");
+        assert_eq!(body["payment"]["status"], "refunded");
+        assert_eq!(app.post("/stations/bar-1/next").await.status(), 200);
+        assert_eq!(app.order(kept_id).await["status"], "brewing");
+        assert_eq!(app.post("/stations/bar-1/done").await.status(), 200);
+        let ready = wait_until(WAIT, || async {
+            let order = app.order(kept_id).await;
+            (order["status"] == "ready").then_some(order)
+        })
+        .await;
+        assert!(ready.is_some(), "layout on_arbiters={on_arbiters}: the order became ready");
+        let picked: serde_json::Value = app.pickup(kept_id).await.json().await.unwrap();
+        assert_eq!(picked["status"], "picked_up");
+        assert_eq!(app.stats().await["payment"]["refunded"], 1);
+        app.shutdown().await;
+    }
+}
