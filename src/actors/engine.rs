@@ -115,6 +115,8 @@ pub struct Engine {
     /// Orders answered 202 `placement_pending` whose placement may still run.
     pub pending: PendingPlacements,
     pub http_metrics: Arc<HttpMetrics>,
+    /// Station pauses and resumes, one at a time (each is kept on disk).
+    pub station_admin: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
@@ -179,6 +181,7 @@ impl Engine {
             placing: Placing::default(),
             pending: PendingPlacements::default(),
             http_metrics: Arc::default(),
+            station_admin: tokio::sync::Mutex::new(()),
         }))
     }
 

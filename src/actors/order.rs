@@ -409,6 +409,10 @@ impl Handler<Pickup> for OrderActor {
     type Result = AtomicResponse<Self, Result<Arc<Order>, OrderError>>;
 
     fn handle(&mut self, _: Pickup, _: &mut Self::Context) -> Self::Result {
+        // A repeated pickup answers the order as it is, like a repeated cancel.
+        if let Some(order) = self.order.as_ref().filter(|order| order.status == OrderStatus::PickedUp) {
+            return AtomicResponse::new(Box::pin(fut::ready(Ok(order.clone()))));
+        }
         AtomicResponse::new(Box::pin(self.persist(OrderEvent::PickedUp, |_, _| {}).map(|result, act, ctx| {
             if result.is_ok() {
                 act.passivate_later(ctx);

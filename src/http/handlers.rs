@@ -21,7 +21,7 @@ use crate::actors::engine::{Engine, PlacingPermit};
 use crate::actors::order::{Cancel, GetOrder, OrderActor, Pickup, Place};
 use crate::actors::projection::GetStats;
 use crate::domain::{Order, OrderRequest, OrderStatus};
-use crate::persistence::IdempotentOutcome;
+use crate::persistence::{Batch, IdempotentOutcome};
 
 pub type Reply = Result<Response, ApiError>;
 
@@ -317,8 +317,27 @@ pub async fn station_action(engine: Arc<Engine>, id: String, action: StationActi
     let timeout = ask_timeout(&engine);
     let pool = &engine.pool;
     match action {
-        StationAction::Pause => Ok(json(StatusCode::OK, &pool.send(barista::Pause { station: id }).timeout(timeout).await??)),
-        StationAction::Resume => Ok(json(StatusCode::OK, &pool.send(barista::Resume { station: id }).timeout(timeout).await??)),
+        // A pause is kept across restarts: answered once it is on disk. One
+        // pause or resume at a time, so the disk and the pool agree.
+        StationAction::Pause => {
+            let _one_at_a_time = engine.station_admin.lock().await;
+            let view = pool.send(barista::Pause { station: id.clone() }).timeout(timeout).await??;
+            if let Err(err) = engine.writer.commit(std::mem::take(Batch::new().put_station_paused(&id))).await {
+                // Not kept, so not done: the station works on, as it would after a restart.
+                let _ = pool.send(barista::Resume { station: id }).timeout(timeout).await;
+                return Err(err.into());
+            }
+            Ok(json(StatusCode::OK, &view))
+        }
+        StationAction::Resume => {
+            let _one_at_a_time = engine.station_admin.lock().await;
+            let view = pool.send(barista::Resume { station: id.clone() }).timeout(timeout).await??;
+            if let Err(err) = engine.writer.commit(std::mem::take(Batch::new().delete_station_paused(&id))).await {
+                let _ = pool.send(barista::Pause { station: id }).timeout(timeout).await;
+                return Err(err.into());
+            }
+            Ok(json(StatusCode::OK, &view))
+        }
         StationAction::Done => Ok(json(StatusCode::OK, &pool.send(barista::Done { station: id }).timeout(timeout).await??)),
         StationAction::Next => match pool.send(barista::Next { station: id }).timeout(timeout).await?? {
             Some(ticket) => Ok(json(StatusCode::OK, &TicketJson::from(ticket))),

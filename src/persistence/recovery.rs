@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use super::codec::OrphanRefund;
 use super::store::{Batch, StoreError};
-use crate::actors::barista::{ticket_for, Enqueue};
+use crate::actors::barista::{ticket_for, Enqueue, Pause};
 use crate::actors::engine::Engine;
 use crate::actors::order::OrderActor;
 use crate::actors::payment::{Lookup, Refund};
@@ -46,6 +46,8 @@ pub struct RecoveryReport {
     /// Queued orders without a ticket in the index, or tickets without one:
     /// 0 unless the index and the snapshots disagree (the snapshots win).
     pub ticket_index_disagreements: usize,
+    /// Stations paused again as they were before the restart.
+    pub stations_paused: usize,
     pub reconciled: ReconcileReport,
     pub took_ms: u128,
 }
@@ -136,6 +138,13 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
     engine.queue_seq_after(max_seq);
     // Seed the counts before any ticket moves, so no event is counted twice.
     engine.projection.send(Seed(counts)).await.map_err(|_| RecoveryError::Stopped)?;
+    // Paused stations stay paused: before any ticket reaches the pool.
+    for station in engine.store.paused_stations()? {
+        match engine.pool.send(Pause { station: station.clone() }).await.map_err(|_| RecoveryError::Stopped)? {
+            Ok(_) => report.stations_paused += 1,
+            Err(err) => tracing::warn!(%station, %err, "a station paused before the restart is no longer configured"),
+        }
+    }
     for ticket in tickets {
         engine.pool.send(Enqueue(ticket)).await.map_err(|_| RecoveryError::Stopped)?;
     }

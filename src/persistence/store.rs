@@ -119,6 +119,17 @@ impl Batch {
         self
     }
 
+    /// A station's pause, kept across restarts (`meta/station-paused/{id}`).
+    pub fn put_station_paused(&mut self, station: &str) -> &mut Self {
+        self.ops.push(Op::Put(Cf::Meta, station_paused_key(station), Vec::new()));
+        self
+    }
+
+    pub fn delete_station_paused(&mut self, station: &str) -> &mut Self {
+        self.ops.push(Op::Delete(Cf::Meta, station_paused_key(station)));
+        self
+    }
+
     pub fn delete_intent(&mut self, key: &str) -> &mut Self {
         self.ops.push(Op::Delete(Cf::Intents, key.as_bytes().to_vec()));
         self
@@ -316,6 +327,18 @@ impl Store {
         Ok(count)
     }
 
+    /// The stations paused when the store was last written, by id.
+    pub fn paused_stations(&self) -> Result<Vec<String>, StoreError> {
+        let mut paused = Vec::new();
+        let iter = self.db.iterator_cf(self.cf(Cf::Meta), IteratorMode::From(STATION_PAUSED, rocksdb::Direction::Forward));
+        for item in iter {
+            let (key, _) = item?;
+            let Some(id) = key.strip_prefix(STATION_PAUSED) else { break };
+            paused.push(String::from_utf8_lossy(id).into_owned());
+        }
+        Ok(paused)
+    }
+
     /// The ticket queue as persisted: (queue seq, order id) in queue order.
     pub fn tickets(&self) -> Result<Vec<(u64, String)>, StoreError> {
         let mut tickets = Vec::new();
@@ -366,4 +389,11 @@ impl Store {
 
 fn corrupt(cf: Cf, key: &[u8], source: CodecError) -> StoreError {
     StoreError::Corrupt { cf: cf.name(), key: String::from_utf8_lossy(key).into_owned(), source }
+}
+
+/// Prefix of the meta keys that mark a paused station.
+const STATION_PAUSED: &[u8] = b"station-paused/";
+
+fn station_paused_key(station: &str) -> Vec<u8> {
+    [STATION_PAUSED, station.as_bytes()].concat()
 }

@@ -361,3 +361,28 @@ async fn both_connection_layouts_serve_the_whole_order_lifecycle() {
         app.shutdown().await;
     }
 }
+
+/// API.md v2: "Pickup is idempotent": a second pickup answers 200 with the
+/// same order, also once the actor has passivated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_pickup_answers_the_same_order() {
+    let app = spawn_app_with(|settings| {
+        settings.barista.brew_scale = 0.0;
+        settings.orders.passivate_after_ms = 50;
+    })
+    .await;
+    let id = app.place_ok(&[("americano", 1)]).await["id"].as_str().unwrap().to_owned();
+    app.wait_for(&id, "ready", WAIT).await;
+    let first = app.pickup(&id).await;
+    assert_eq!(first.status(), 200);
+    let first: serde_json::Value = first.json().await.unwrap();
+    let again = app.pickup(&id).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap(), first, "nothing changed");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after_passivation = app.pickup(&id).await;
+    assert_eq!(after_passivation.status(), 200);
+    let after: serde_json::Value = after_passivation.json().await.unwrap();
+    assert_eq!((after["status"].clone(), after["version"].clone()), (first["status"].clone(), first["version"].clone()));
+    app.shutdown().await;
+}

@@ -143,3 +143,51 @@ async fn counts_by_status_survive_a_restart() {
 }
 
 use crate::helpers::spawn_app;
+
+/// API.md v2: "Station pause state is kept across restarts too". Before, a
+/// paused station came back unpaused after a crash and made drinks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_station_stays_paused_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let client = reqwest::Client::new();
+    let server = Process::crema(&data, &[]);
+    let base = server.base.clone();
+    for station in ["bar-1", "bar-2"] {
+        let paused = client.post(format!("{base}/stations/{station}/pause")).send().await.unwrap();
+        assert_eq!(paused.status(), 200);
+    }
+    let resumed = client.post(format!("{base}/stations/bar-2/resume")).send().await.unwrap();
+    assert_eq!(resumed.status(), 200);
+    server.kill_9();
+
+    let server = Process::crema(&data, &[]);
+    let base = server.base.clone();
+    wait_until(Duration::from_secs(30), || async {
+        client.get(format!("{base}/readyz")).send().await.ok().filter(|r| r.status() == 200).map(|_| ())
+    })
+    .await
+    .expect("ready after the restart");
+    let stations: Value = client.get(format!("{base}/stations")).send().await.unwrap().json().await.unwrap();
+    let state = |id: &str| stations.as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()["state"].clone();
+    assert_eq!(state("bar-1"), "paused", "{stations}");
+    assert_eq!(state("bar-2"), "idle", "resumed before the crash: {stations}");
+    // And it makes nothing: an order waits for bar-2, never on bar-1.
+    let placed = client
+        .post(format!("{base}/orders"))
+        .header("content-type", "application/json")
+        .body(r#"{"customer":"lee","items":[{"menu_id":"espresso","qty":1}]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placed.status(), 201);
+    let id = placed.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let made = wait_until(Duration::from_secs(30), || async {
+        let order: Value = client.get(format!("{base}/orders/{id}")).send().await.unwrap().json().await.unwrap();
+        (order["status"] == "ready").then_some(order)
+    })
+    .await
+    .expect("made by the station that works");
+    assert_eq!(made["station"], "bar-2", "{made}");
+    server.kill_9();
+}
