@@ -93,7 +93,7 @@ fn get_order() {}
     responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json", description = "too_late_to_cancel")))]
 fn cancel_order() {}
 
-/// Pick up a ready order.
+/// Pick up a ready order; repeated on a picked-up order it answers the order as it is.
 #[utoipa::path(post, path = "/orders/{id}/pickup", params(("id" = String, Path)),
     responses((status = 200, body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json", description = "not_ready")))]
 fn pickup_order() {}
@@ -113,14 +113,16 @@ fn all_events() {}
 #[utoipa::path(get, path = "/stations", responses((status = 200, body = Vec<StationView>)))]
 fn stations() {}
 
-/// Pause a station; its current ticket goes back to the head of the queue.
+/// Pause a station; its current ticket goes back to the head of the queue. Kept across restarts.
 #[utoipa::path(post, path = "/stations/{id}/pause", params(("id" = String, Path)),
-    responses((status = 200, body = StationView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = StationView), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "storage_unavailable: not kept, not paused")))]
 fn pause_station() {}
 
-/// Resume a station.
+/// Resume a station. Kept across restarts.
 #[utoipa::path(post, path = "/stations/{id}/resume", params(("id" = String, Path)),
-    responses((status = 200, body = StationView), (status = 404, body = Problem, content_type = "application/problem+json")))]
+    responses((status = 200, body = StationView), (status = 404, body = Problem, content_type = "application/problem+json"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "storage_unavailable: not kept, not resumed")))]
 fn resume_station() {}
 
 /// Manual station: take the next ticket.
