@@ -362,10 +362,11 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The menu to serve: the configured one, or the built-in default.
+    /// The menu to serve: the configured one, or the built-in items (in the
+    /// configured currency: its prices are then read in that currency's minor unit).
     pub fn menu(&self) -> Menu {
         if self.menu.items.is_empty() {
-            Menu::builtin()
+            Menu { currency: self.menu.currency.clone(), ..Menu::builtin() }
         } else {
             Menu { currency: self.menu.currency.clone(), items: self.menu.items.clone() }
         }
@@ -526,6 +527,15 @@ brew_ms = 100
         }
         assert!(load_text("[payment]\ngateway = \"http\"\nurl = \"http://10.0.0.7:9090\"\n").is_ok());
         assert!(load_text("[store]\ngroup_linger_us = 0\n").is_ok(), "0 turns the linger off");
+    }
+
+    #[test]
+    fn the_configured_currency_applies_to_the_built_in_menu_too() {
+        let settings = load_text("[menu]\ncurrency = \"EUR\"\n").unwrap();
+        let menu = settings.menu();
+        assert_eq!(menu.currency, "EUR", "was silently KRW");
+        assert_eq!(menu.items, Menu::builtin().items);
+        assert_eq!(Settings::default().menu().currency, "KRW");
     }
 
     #[test]

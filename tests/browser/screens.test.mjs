@@ -166,3 +166,22 @@ test("the customer page says when crema is unreachable and carries on without a 
     await crema.stop();
   }
 });
+
+test("prices are shown in the menu's currency with its minor unit, never a fixed symbol", async () => {
+  for (const [currency, price, total] of [["KRW", /₩\s?4,500/, /₩\s?9,000/], ["EUR", /€\s?45\.00/, /€\s?90\.00/]]) {
+    const crema = await startCrema({ CREMA_MENU__CURRENCY: currency });
+    try {
+      const page = await browser.newPage({ locale: "en-US" });
+      await page.goto(crema.base + "/");
+      const americano = page.getByTestId("item-americano");
+      await americano.waitFor();
+      assert.match(await americano.textContent(), price, `${currency} menu price`);
+      await page.getByTestId("add-americano").click();
+      await page.getByTestId("add-americano").click();
+      assert.match(await page.locator("#total").textContent(), total, `${currency} cart total`);
+      await page.close();
+    } finally {
+      await crema.stop();
+    }
+  }
+});

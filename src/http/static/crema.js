@@ -1,5 +1,23 @@
 // Shared helpers for crema's screens: money, API calls, error messages.
-const won = (n) => "₩" + Number(n).toLocaleString("ko-KR");
+// Amounts are integers in the currency's minor unit (API.md): KRW has none,
+// EUR has cents. The currency comes from the menu (`useCurrency`), never a
+// hard-coded symbol.
+let moneyFormat = null;
+let minorDigits = 0;
+function useCurrency(code) {
+  try {
+    moneyFormat = new Intl.NumberFormat(undefined, { style: "currency", currency: code });
+    minorDigits = moneyFormat.resolvedOptions().maximumFractionDigits;
+  } catch (_) {
+    moneyFormat = null; // an unknown code: the number and the code, below
+    minorDigits = 0;
+  }
+  money.code = code;
+}
+function money(amount) {
+  const value = Number(amount) / 10 ** minorDigits;
+  return moneyFormat ? moneyFormat.format(value) : `${value.toLocaleString()} ${money.code || ""}`.trim();
+}
 
 // Calls the API. Never throws: a network failure is `{ status: 0, network: true }`
 // and marks the connection lost (see `connectionLost`).
