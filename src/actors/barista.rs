@@ -70,6 +70,9 @@ impl Admission {
 #[derive(Clone)]
 pub struct Ticket {
     pub order_id: String,
+    /// The order's pickup number and customer, for the barista's screen.
+    pub number: Option<u16>,
+    pub customer: Option<String>,
     pub queue_seq: u64,
     pub items: Vec<TicketItem>,
     pub brew_ms: u64,
@@ -108,13 +111,21 @@ pub struct StationView {
 #[derive(Debug, Clone, Serialize)]
 pub struct TicketView {
     pub order: String,
+    pub number: Option<u16>,
+    pub customer: Option<String>,
     pub items: Vec<TicketItem>,
     pub queued_ms: u64,
 }
 
 impl From<&Ticket> for TicketView {
     fn from(ticket: &Ticket) -> Self {
-        TicketView { order: ticket.order_id.clone(), items: ticket.items.clone(), queued_ms: ticket.queued_ms }
+        TicketView {
+            order: ticket.order_id.clone(),
+            number: ticket.number,
+            customer: ticket.customer.clone(),
+            items: ticket.items.clone(),
+            queued_ms: ticket.queued_ms,
+        }
     }
 }
 
@@ -581,6 +592,8 @@ impl Handler<ListQueue> for BaristaPool {
 pub fn ticket_for(order: &crate::domain::Order, owner: Addr<OrderActor>) -> Ticket {
     Ticket {
         order_id: order.id.clone(),
+        number: order.number,
+        customer: order.customer.clone(),
         queue_seq: order.queue_seq.unwrap_or(0),
         items: order
             .lines

@@ -117,6 +117,33 @@ pub struct Engine {
     pub http_metrics: Arc<HttpMetrics>,
     /// Station pauses and resumes, one at a time (each is kept on disk).
     pub station_admin: tokio::sync::Mutex<()>,
+    /// The pickup numbers of the (one, default) store.
+    pub numbers: PickupNumbers,
+}
+
+/// A store's pickup numbers: 1, 2, … 999, then 1 again (API.md contract v2).
+/// Given to an order when it is charged, so a declined order takes none.
+/// Not persisted on their own: recovery goes on from the newest order's.
+#[derive(Debug, Default)]
+pub struct PickupNumbers {
+    last: std::sync::atomic::AtomicU16,
+}
+
+impl PickupNumbers {
+    pub const MAX: u16 = 999;
+
+    pub fn next(&self) -> u16 {
+        let previous = self
+            .last
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| Some(last % Self::MAX + 1))
+            .unwrap_or_default();
+        previous % Self::MAX + 1
+    }
+
+    /// The next number is the one after `number` (recovery).
+    pub fn continue_after(&self, number: u16) {
+        self.last.store(number.min(Self::MAX), Ordering::Release);
+    }
 }
 
 impl Engine {
@@ -182,6 +209,7 @@ impl Engine {
             pending: PendingPlacements::default(),
             http_metrics: Arc::default(),
             station_admin: tokio::sync::Mutex::new(()),
+            numbers: PickupNumbers::default(),
         }))
     }
 
@@ -312,7 +340,21 @@ impl Drop for PlacingPermit {
 
 #[cfg(test)]
 mod placing_tests {
-    use super::Placing;
+    use super::{PickupNumbers, Placing};
+
+    #[test]
+    fn pickup_numbers_count_1_to_999_then_wrap_and_go_on_after_a_restart() {
+        let numbers = PickupNumbers::default();
+        assert_eq!((numbers.next(), numbers.next()), (1, 2));
+        let all: Vec<u16> = (0..999).map(|_| numbers.next()).collect();
+        assert_eq!(all[..3], [3, 4, 5]);
+        assert_eq!(all[996], 999);
+        assert_eq!(all[997..], [1, 2], "after 999 comes 1");
+        let restarted = PickupNumbers::default();
+        restarted.continue_after(998);
+        assert_eq!((restarted.next(), restarted.next(), restarted.next()), (999, 1, 2));
+    }
+
 
     #[test]
     fn permits_are_capped_and_given_back_on_drop() {

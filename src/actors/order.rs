@@ -267,6 +267,7 @@ impl Handler<Place> for OrderActor {
             match charged {
                 Ok(payment_id) => {
                     let mut order = Order::paid(id.clone(), draft, payment_key.clone(), payment_id, now_ms());
+                    order.number = Some(engine.numbers.next());
                     let queue_seq = engine.next_queue_seq();
                     order.apply(OrderEvent::Queued { queue_seq }, now_ms())?;
                     let mut batch = Batch::new();

@@ -233,10 +233,18 @@ pub enum TransitionError {
     Illegal { event: &'static str, status: &'static str },
 }
 
+/// The store of every order until stores are configurable (API.md contract v2).
+pub const DEFAULT_STORE: &str = "main";
+
 /// A paid order: the unit of state an order actor owns and persists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     pub id: String,
+    /// The store it was placed at (contract v2; `main` until stores are configurable).
+    pub store: String,
+    /// Its pickup number at that store, 1–999 (`None` for orders placed
+    /// before pickup numbers existed).
+    pub number: Option<u16>,
     pub customer: Option<String>,
     pub status: OrderStatus,
     pub lines: Vec<OrderLine>,
@@ -261,6 +269,8 @@ impl Order {
     pub fn paid(id: String, draft: Draft, key: String, payment_id: String, now_ms: u64) -> Self {
         Order {
             id,
+            store: DEFAULT_STORE.to_owned(),
+            number: None,
             customer: draft.customer,
             status: OrderStatus::Paid,
             payment: PaymentState {

@@ -9,6 +9,11 @@ use crate::domain::{Order, OrderStatus, PaymentStatus};
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderView<'a> {
     pub id: &'a str,
+    /// The store it was placed at.
+    pub store: &'a str,
+    /// Its pickup number at that store (1–999, then again from 1); `null` for
+    /// orders placed before pickup numbers existed.
+    pub number: Option<u16>,
     pub customer: Option<&'a str>,
     pub status: OrderStatus,
     pub items: Vec<LineView<'a>>,
@@ -49,6 +54,8 @@ impl<'a> From<&'a Order> for OrderView<'a> {
     fn from(order: &'a Order) -> Self {
         OrderView {
             id: &order.id,
+            store: &order.store,
+            number: order.number,
             customer: order.customer.as_deref(),
             status: order.status,
             items: order
@@ -82,12 +89,21 @@ impl<'a> From<&'a Order> for OrderView<'a> {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TicketJson {
     pub order: String,
+    /// The order's pickup number (`null` for orders placed before numbers existed).
+    pub number: Option<u16>,
+    pub customer: Option<String>,
     pub items: Vec<TicketItem>,
     pub queued_at: String,
 }
 
 impl From<TicketView> for TicketJson {
     fn from(ticket: TicketView) -> Self {
-        TicketJson { order: ticket.order, items: ticket.items, queued_at: rfc3339(ticket.queued_ms) }
+        TicketJson {
+            order: ticket.order,
+            number: ticket.number,
+            customer: ticket.customer,
+            items: ticket.items,
+            queued_at: rfc3339(ticket.queued_ms),
+        }
     }
 }

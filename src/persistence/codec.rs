@@ -10,8 +10,9 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::domain::Order;
 
-/// The envelope format written today.
-pub const FORMAT_VERSION: u8 = 1;
+/// The envelope format written today. Version 2 added the order's `store`
+/// and pickup `number`; version 1 records are still read (see [`v1`]).
+pub const FORMAT_VERSION: u8 = 2;
 
 /// Which record an envelope holds; a mismatch means a bug or a corrupted value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,7 +68,7 @@ pub enum IdempotentOutcome {
 pub enum CodecError {
     #[error("value is empty or shorter than its envelope")]
     Truncated,
-    #[error("unknown format version {0} (this build reads {FORMAT_VERSION})")]
+    #[error("unknown format version {0} (this build reads 1 to {FORMAT_VERSION})")]
     Version(u8),
     #[error("expected a {expected:?} record, found kind {found}")]
     Kind { expected: Kind, found: u8 },
@@ -92,12 +93,26 @@ fn encode<T: Serialize>(kind: Kind, value: &T) -> Vec<u8> {
 const DECODE_LIMIT_BYTES: usize = 1 << 20;
 
 fn decode<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, CodecError> {
-    let [version, found, body @ ..] = bytes else {
+    match envelope_version(bytes)? {
+        FORMAT_VERSION => decode_body(kind, bytes),
+        version => Err(CodecError::Version(version)),
+    }
+}
+
+/// The format version of an envelope (checked by each decoder).
+fn envelope_version(bytes: &[u8]) -> Result<u8, CodecError> {
+    match bytes {
+        [version, _, ..] => Ok(*version),
+        _ => Err(CodecError::Truncated),
+    }
+}
+
+/// The record in an envelope of any version, as `T` (the caller picked `T`
+/// for that version).
+fn decode_body<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, CodecError> {
+    let [_, found, body @ ..] = bytes else {
         return Err(CodecError::Truncated);
     };
-    if *version != FORMAT_VERSION {
-        return Err(CodecError::Version(*version));
-    }
     if *found != kind as u8 {
         return Err(CodecError::Kind { expected: kind, found: *found });
     }
@@ -114,7 +129,10 @@ pub fn encode_order(order: &Order) -> Vec<u8> {
 }
 
 pub fn decode_order(bytes: &[u8]) -> Result<Order, CodecError> {
-    decode(Kind::Order, bytes)
+    match envelope_version(bytes)? {
+        1 => decode_body::<v1::Order>(Kind::Order, bytes).map(Order::from),
+        _ => decode(Kind::Order, bytes),
+    }
 }
 
 pub fn encode_intent(intent: &PaymentIntent) -> Vec<u8> {
@@ -138,7 +156,85 @@ pub fn encode_idempotency(record: &IdempotencyRecord) -> Vec<u8> {
 }
 
 pub fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyRecord, CodecError> {
-    decode(Kind::Idempotency, bytes)
+    match envelope_version(bytes)? {
+        1 => decode_body::<v1::IdempotencyRecord>(Kind::Idempotency, bytes).map(IdempotencyRecord::from),
+        _ => decode(Kind::Idempotency, bytes),
+    }
+}
+
+/// The records of format version 1, frozen as they were written, and how
+/// each becomes today's. Only the records that changed are here.
+mod v1 {
+    use serde::Deserialize;
+
+    use crate::domain::order::{HistoryEntry, OrderLine, OrderStatus, PaymentState, DEFAULT_STORE};
+
+    #[derive(Deserialize)]
+    pub struct Order {
+        id: String,
+        customer: Option<String>,
+        status: OrderStatus,
+        lines: Vec<OrderLine>,
+        total: u64,
+        currency: String,
+        payment: PaymentState,
+        station: Option<String>,
+        queue_seq: Option<u64>,
+        eta_ms: Option<u64>,
+        created_ms: u64,
+        updated_ms: u64,
+        version: u64,
+        history: Vec<HistoryEntry>,
+    }
+
+    impl From<Order> for crate::domain::Order {
+        fn from(old: Order) -> Self {
+            crate::domain::Order {
+                id: old.id,
+                store: DEFAULT_STORE.to_owned(),
+                number: None,
+                customer: old.customer,
+                status: old.status,
+                lines: old.lines,
+                total: old.total,
+                currency: old.currency,
+                payment: old.payment,
+                station: old.station,
+                queue_seq: old.queue_seq,
+                eta_ms: old.eta_ms,
+                created_ms: old.created_ms,
+                updated_ms: old.updated_ms,
+                version: old.version,
+                history: old.history,
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub struct IdempotencyRecord {
+        body_sha256: [u8; 32],
+        outcome: IdempotentOutcome,
+        created_ms: u64,
+    }
+
+    #[derive(Deserialize)]
+    enum IdempotentOutcome {
+        Created(Order),
+        Declined,
+    }
+
+    impl From<IdempotencyRecord> for super::IdempotencyRecord {
+        fn from(old: IdempotencyRecord) -> Self {
+            super::IdempotencyRecord {
+                body_sha256: old.body_sha256,
+                outcome: match old.outcome {
+                    IdempotentOutcome::Created(order) => super::IdempotentOutcome::Created(order.into()),
+                    IdempotentOutcome::Declined => super::IdempotentOutcome::Declined,
+                },
+                created_ms: old.created_ms,
+            }
+        }
+    }
 }
 
 /// Queue positions are stored big-endian so RocksDB's byte order is queue order.
@@ -196,6 +292,7 @@ mod tests {
         };
         let draft = request.validate(&Menu::builtin()).unwrap();
         let mut order = Order::paid("0190-abc".into(), draft, "k1".into(), "pay_1".into(), 42);
+        order.number = Some(17);
         order.apply(OrderEvent::Queued { queue_seq: 17 }, 43).unwrap();
         order
     }
@@ -233,6 +330,40 @@ mod tests {
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert!(matches!(decode_order(&trailing), Err(CodecError::Trailing(1))));
+    }
+
+    /// A record as format version 1 wrote it: bincode writes a struct as its
+    /// fields in order, so the order's fields without `store` and `number`.
+    fn v1_order_bytes(order: &Order) -> Vec<u8> {
+        let fields = (
+            &order.id, &order.customer, order.status, &order.lines, order.total, &order.currency, &order.payment,
+            &order.station, order.queue_seq, order.eta_ms, order.created_ms, order.updated_ms, order.version,
+            &order.history,
+        );
+        let mut bytes = vec![1, Kind::Order as u8];
+        bincode::serde::encode_into_std_write(fields, &mut bytes, bincode::config::standard()).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn version_1_records_are_read_as_orders_of_the_default_store_without_a_number() {
+        let mut expected = order();
+        expected.number = None;
+        let decoded = decode_order(&v1_order_bytes(&expected)).expect("a v1 order decodes");
+        assert_eq!(decoded, expected);
+        assert_eq!((decoded.store.as_str(), decoded.number), ("main", None));
+
+        // The idempotency record of a 201 holds an order: version 1 too.
+        let mut bytes = vec![1, Kind::Idempotency as u8];
+        bincode::serde::encode_into_std_write([7u8; 32], &mut bytes, bincode::config::standard()).unwrap();
+        bytes.push(0); // IdempotentOutcome::Created
+        bytes.extend_from_slice(&v1_order_bytes(&expected)[2..]);
+        bincode::serde::encode_into_std_write(5u64, &mut bytes, bincode::config::standard()).unwrap();
+        let record = decode_idempotency(&bytes).expect("a v1 idempotency record decodes");
+        assert_eq!(record.outcome, IdempotentOutcome::Created(expected));
+        assert_eq!((record.body_sha256, record.created_ms), ([7; 32], 5));
+        // Written again, it is version 2.
+        assert_eq!(encode_order(&decoded)[0], 2);
     }
 
     #[test]

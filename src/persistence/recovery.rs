@@ -76,19 +76,29 @@ pub enum RecoveryError {
 pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryError> {
     let started = Instant::now();
     let store = engine.store.clone();
-    let (counts, mut live, total) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+    let (counts, mut live, total, last_number) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
         let mut counts: HashMap<OrderStatus, u64> = HashMap::new();
         let mut live = Vec::new();
+        // The pickup number of the newest order: numbering goes on from it.
+        let mut last_number: Option<(u64, u16)> = None;
         let total = store.for_each_order(|order| {
             *counts.entry(order.status).or_default() += 1;
+            if let Some(number) = order.number {
+                if last_number.is_none_or(|(created_ms, _)| order.created_ms >= created_ms) {
+                    last_number = Some((order.created_ms, number));
+                }
+            }
             if order.status.holds_ticket() || order.payment.status == PaymentStatus::RefundPending {
                 live.push(order);
             }
         })?;
-        Ok((counts, live, total))
+        Ok((counts, live, total, last_number))
     })
     .await
     .map_err(|_| RecoveryError::Stopped)??;
+    if let Some((_, number)) = last_number {
+        engine.numbers.continue_after(number);
+    }
     let mut report = RecoveryReport { orders: total, ..RecoveryReport::default() };
 
     let persisted_tickets = engine.store.tickets()?;

@@ -386,3 +386,36 @@ async fn a_repeated_pickup_answers_the_same_order() {
     assert_eq!((after["status"].clone(), after["version"].clone()), (first["status"].clone(), first["version"].clone()));
     app.shutdown().await;
 }
+
+/// API.md v2: every order gets a short pickup number at its store, from 1 up
+/// by one; the queue's tickets carry it with the customer's name; numbering
+/// goes on after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_get_pickup_numbers_that_go_on_after_a_restart() {
+    let manual = |settings: &mut crema::config::Settings| {
+        settings.barista.mode = crema::config::StationMode::Manual;
+        settings.barista.stations = 1;
+    };
+    let app = spawn_app_with(manual).await;
+    let mut numbers = Vec::new();
+    for _ in 0..3 {
+        let order = app.place_ok(&[("americano", 1)]).await;
+        assert_eq!(order["store"], "main");
+        numbers.push(order["number"].as_u64().unwrap());
+    }
+    assert_eq!(numbers, [1, 2, 3]);
+    let queue = app.json("/queue").await;
+    let first = &queue["tickets"][0];
+    assert_eq!((first["number"].as_u64(), first["customer"].as_str()), (Some(1), Some("kim")), "{queue}");
+    let dir = app.shutdown().await;
+
+    let data = dir.path().join("data");
+    let app = spawn_app_with(move |settings| {
+        manual(settings);
+        settings.store.data_dir = data;
+    })
+    .await;
+    assert_eq!(app.place_ok(&[("latte", 1)]).await["number"], 4);
+    app.shutdown().await;
+    drop(dir);
+}

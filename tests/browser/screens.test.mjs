@@ -80,10 +80,13 @@ test("an order placed on the customer page is made at a manual station and turns
     await phone.getByTestId("status").filter({ hasText: "queued" }).waitFor();
     const orderId = await phone.evaluate(() => localStorage.getItem("crema.order"));
     assert.ok(orderId, "the page remembers the order");
+    assert.equal(await phone.getByTestId("number").textContent(), "1", "the pickup number, large");
 
     const barista = await browser.newPage({ viewport: { width: 1200, height: 800 } });
     await barista.goto(crema.base + "/barista");
     await barista.locator(`[data-testid=ticket][data-order="${orderId}"]`).waitFor();
+    assert.equal(await barista.locator(`[data-testid=ticket][data-order="${orderId}"] [data-testid=ticket-number]`).textContent(), "1",
+      "the ticket shows the number the barista calls");
     await barista.screenshot({ path: join(shots, "barista.png"), fullPage: true });
     await barista.getByTestId("next-bar-1").click();
     await phone.getByTestId("status").filter({ hasText: "brewing" }).waitFor();
