@@ -86,7 +86,7 @@ pub fn route_of(method: &http::Method, path: &str) -> usize {
         ("GET", ["orders", _]) => "get_order",
         ("POST", ["orders", _, _]) => "order_command",
         ("GET", ["orders", _, "events"]) | ("GET", ["events"]) => "events",
-        (_, ["stations", ..]) | (_, ["queue"]) => "stations",
+        (_, ["stations", ..]) | (_, ["queue"]) | (_, ["stores", ..]) => "stations",
         (_, ["stats" | "metrics" | "healthz" | "readyz" | "menu" | "openapi.json"]) => "operations",
         ("GET", [""] | ["barista"] | ["dashboard"] | ["static", ..]) => "pages",
         _ => "other",

@@ -119,6 +119,9 @@ pub struct Engine {
     pub station_admin: tokio::sync::Mutex<()>,
     /// The pickup numbers of the (one, default) store.
     pub numbers: PickupNumbers,
+    /// The (one, default) store's ordering is paused: `POST /orders` is
+    /// refused with 503 `store_paused` before any charge. Kept on disk.
+    pub ordering_paused: AtomicBool,
 }
 
 /// A store's pickup numbers: 1, 2, … 999, then 1 again (API.md contract v2).
@@ -210,6 +213,7 @@ impl Engine {
             http_metrics: Arc::default(),
             station_admin: tokio::sync::Mutex::new(()),
             numbers: PickupNumbers::default(),
+            ordering_paused: AtomicBool::new(false),
         }))
     }
 

@@ -44,6 +44,11 @@ pub enum ApiError {
     Conflict(String),
     #[error("no station with this id")]
     StationNotFound,
+    #[error("no store with this id")]
+    StoreNotFound,
+    /// 503 `store_paused`: the store's ordering is paused; nothing was charged.
+    #[error("this store is not taking orders right now; nothing was charged")]
+    StorePaused,
     #[error("{0}")]
     StationConflict(String),
     #[error("no such resource")]
@@ -76,6 +81,9 @@ pub enum ApiError {
 
 /// How long a client is asked to wait when the store cannot write.
 const STORAGE_RETRY_AFTER_S: u64 = 5;
+/// How long a client is asked to wait while a store's ordering is paused (a
+/// pause is a person's decision: there is no better estimate).
+const STORE_PAUSED_RETRY_AFTER_S: u64 = 60;
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
@@ -87,7 +95,8 @@ impl ApiError {
             ApiError::PaymentUnavailable { .. }
             | ApiError::Overloaded { .. }
             | ApiError::Timeout
-            | ApiError::StorageUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::StorageUnavailable(_)
+            | ApiError::StorePaused => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PlacementPending { .. } => StatusCode::ACCEPTED,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -97,7 +106,9 @@ impl ApiError {
             | ApiError::NotReady(_)
             | ApiError::Conflict(_)
             | ApiError::StationConflict(_) => StatusCode::CONFLICT,
-            ApiError::OrderNotFound | ApiError::StationNotFound | ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::OrderNotFound | ApiError::StationNotFound | ApiError::StoreNotFound | ApiError::NotFound => {
+                StatusCode::NOT_FOUND
+            }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -119,6 +130,8 @@ impl ApiError {
             ApiError::NotReady(_) => "not_ready",
             ApiError::Conflict(_) => "conflict",
             ApiError::StationNotFound => "station_not_found",
+            ApiError::StoreNotFound => "store_not_found",
+            ApiError::StorePaused => "store_paused",
             ApiError::StationConflict(_) => "station_conflict",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -136,6 +149,7 @@ impl ApiError {
             }
             ApiError::Timeout | ApiError::TooManyRequests(_) | ApiError::PlacementPending { .. } => Some(1),
             ApiError::StorageUnavailable(_) => Some(STORAGE_RETRY_AFTER_S),
+            ApiError::StorePaused => Some(STORE_PAUSED_RETRY_AFTER_S),
             _ => None,
         }
     }

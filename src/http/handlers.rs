@@ -21,6 +21,7 @@ use crate::actors::engine::{Engine, PlacingPermit};
 use crate::actors::order::{Cancel, GetOrder, OrderActor, Pickup, Place};
 use crate::actors::projection::GetStats;
 use crate::domain::{Order, OrderRequest, OrderStatus};
+use crate::domain::order::DEFAULT_STORE;
 use crate::persistence::{Batch, IdempotentOutcome};
 
 pub type Reply = Result<Response, ApiError>;
@@ -140,6 +141,10 @@ pub async fn place_order(
             Begin::InFlight => return Err(ApiError::RequestInFlight),
         },
     };
+    // A paused store takes no new orders (a replay above still answers).
+    if engine.ordering_paused.load(Ordering::Acquire) {
+        return Err(ApiError::StorePaused);
+    }
     // An open breaker refuses before anything is written or charged.
     if let Some(retry_after_s) = engine.payment_stats.open_retry_after_s() {
         engine.payment_stats.rejected.fetch_add(1, Ordering::Relaxed);
@@ -303,6 +308,53 @@ pub async fn list_orders(engine: Arc<Engine>, query: HashMap<String, String>) ->
 pub async fn stations(engine: Arc<Engine>) -> Reply {
     let stations = engine.pool.send(ListStations).timeout(ask_timeout(&engine)).await?;
     Ok(json(StatusCode::OK, &stations))
+}
+
+/// A store as `GET /stores` lists it (API.md contract v2).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct StoreJson {
+    pub id: &'static str,
+    pub name: &'static str,
+    /// `open` or `paused`.
+    pub ordering: &'static str,
+    pub currency: String,
+}
+
+fn store_json(engine: &Engine) -> StoreJson {
+    StoreJson {
+        id: DEFAULT_STORE,
+        name: "Main",
+        ordering: if engine.ordering_paused.load(Ordering::Acquire) { "paused" } else { "open" },
+        currency: engine.menu.currency.clone(),
+    }
+}
+
+/// `GET /stores`: the one store until `[[stores]]` exists.
+pub async fn stores(engine: Arc<Engine>) -> Reply {
+    #[derive(Serialize)]
+    struct Stores {
+        stores: Vec<StoreJson>,
+    }
+    Ok(json(StatusCode::OK, &Stores { stores: vec![store_json(&engine)] }))
+}
+
+/// `POST /stores/{store}/ordering/pause|resume`: the store stops (or starts
+/// again) taking orders; orders already placed go on being made. Answered
+/// once the change is on disk, so it holds across a restart.
+pub async fn ordering(engine: Arc<Engine>, store: String, pause: bool) -> Reply {
+    if store != DEFAULT_STORE {
+        return Err(ApiError::StoreNotFound);
+    }
+    let _one_at_a_time = engine.station_admin.lock().await;
+    let mut batch = Batch::new();
+    if pause {
+        batch.put_ordering_paused(&store);
+    } else {
+        batch.delete_ordering_paused(&store);
+    }
+    engine.writer.commit(batch).await?;
+    engine.ordering_paused.store(pause, Ordering::Release);
+    Ok(json(StatusCode::OK, &store_json(&engine)))
 }
 
 #[derive(Clone, Copy)]

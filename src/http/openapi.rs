@@ -9,6 +9,7 @@
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
+use super::handlers::StoreJson;
 use super::views::{OrderView, TicketJson};
 use crate::actors::barista::StationView;
 use crate::domain::{Menu, OrderRequest};
@@ -69,7 +70,7 @@ fn menu() {}
         (status = 415, body = Problem, content_type = "application/problem+json", description = "unsupported_media_type"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "idempotency_key_reused"),
         (status = 503, body = Problem, content_type = "application/problem+json",
-            description = "payment_unavailable, overloaded or storage_unavailable: not placed",
+            description = "payment_unavailable, overloaded, storage_unavailable or store_paused: not placed, nothing charged",
             headers(("Retry-After" = u64))),
     ))]
 fn place_order() {}
@@ -165,6 +166,28 @@ fn openapi() {}
 #[utoipa::path(get, path = "/", responses((status = 200, content_type = "text/html", body = String)))]
 fn customer_page() {}
 
+/// The stores (one, `main`, until `[[stores]]` exists).
+#[utoipa::path(get, path = "/stores", responses((status = 200, body = StoreList)))]
+fn stores() {}
+
+/// Stop taking orders at a store (orders already placed go on being made). Kept across restarts.
+#[utoipa::path(post, path = "/stores/{store}/ordering/pause", params(("store" = String, Path)),
+    responses((status = 200, body = StoreJson), (status = 404, body = Problem, content_type = "application/problem+json", description = "store_not_found"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "storage_unavailable: not kept, not paused")))]
+fn pause_ordering() {}
+
+/// Take orders again at a store. Kept across restarts.
+#[utoipa::path(post, path = "/stores/{store}/ordering/resume", params(("store" = String, Path)),
+    responses((status = 200, body = StoreJson), (status = 404, body = Problem, content_type = "application/problem+json", description = "store_not_found"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "storage_unavailable: not kept, not resumed")))]
+fn resume_ordering() {}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct StoreList {
+    stores: Vec<StoreJson>,
+}
+
 /// The barista screen.
 #[utoipa::path(get, path = "/barista", responses((status = 200, content_type = "text/html", body = String)))]
 fn barista_page() {}
@@ -177,7 +200,8 @@ fn dashboard_page() {}
 #[openapi(
     info(title = "crema", description = "An actor-based, durable order engine for cafés. See API.md."),
     paths(menu, place_order, list_orders, get_order, cancel_order, pickup_order, order_events, all_events,
-          stations, pause_station, resume_station, next_ticket, done_ticket, queue, stats, metrics,
+          stations, pause_station, resume_station, next_ticket, done_ticket, queue, stores, pause_ordering,
+          resume_ordering, stats, metrics,
           healthz, readyz, openapi, customer_page, barista_page, dashboard_page),
     components(schemas(Problem))
 )]

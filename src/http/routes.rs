@@ -149,6 +149,19 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
             .then(move |id, engine| handlers::station_action(engine, id, kind))
     };
     let queue = warp::path!("queue").and(warp::get()).and(with_engine.clone()).then(handlers::queue);
+    let stores = warp::path!("stores").and(warp::get()).and(with_engine.clone()).then(handlers::stores);
+    let ordering = warp::path!("stores" / String / "ordering" / String)
+        .and(warp::post())
+        .and_then(|store: String, verb: String| async move {
+            match verb.as_str() {
+                "pause" => Ok((store, true)),
+                "resume" => Ok((store, false)),
+                _ => Err(warp::reject::not_found()),
+            }
+        })
+        .untuple_one()
+        .and(with_engine.clone())
+        .then(|store, pause, engine| handlers::ordering(engine, store, pause));
     let stats = warp::path!("stats").and(warp::get()).and(with_engine.clone()).then(handlers::stats);
     let metrics = warp::path!("metrics").and(warp::get()).and(with_engine.clone()).then(handlers::metrics);
     let openapi = warp::path!("openapi.json").and(warp::get()).map(|| {
@@ -199,6 +212,10 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .or(station_action("done", StationAction::Done).map(render))
         .unify()
         .or(queue.map(render))
+        .unify()
+        .or(stores.map(render))
+        .unify()
+        .or(ordering.map(render))
         .unify()
         .boxed();
     let operations = menu
@@ -259,7 +276,10 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         ["orders"] => Some("GET, HEAD, POST"),
         ["orders", _] | ["orders", _, "events"] => Some(READ),
         ["orders", _, "cancel" | "pickup"] => Some("POST"),
-        ["stations", _, "pause" | "resume" | "next" | "done"] => Some("POST"),
+        ["stations", _, "pause" | "resume" | "next" | "done"] | ["stores", _, "ordering", "pause" | "resume"] => {
+            Some("POST")
+        }
+        ["stores"] => Some(READ),
         ["menu" | "stations" | "queue" | "stats" | "metrics" | "events" | "healthz" | "readyz" | "openapi.json"] => {
             Some(READ)
         }
@@ -278,6 +298,8 @@ mod tests {
         assert_eq!(allowed_methods("/orders/abc"), Some("GET, HEAD"));
         assert_eq!(allowed_methods("/orders/abc/cancel"), Some("POST"));
         assert_eq!(allowed_methods("/stations/bar-1/pause"), Some("POST"));
+        assert_eq!(allowed_methods("/stores"), Some("GET, HEAD"));
+        assert_eq!(allowed_methods("/stores/main/ordering/pause"), Some("POST"));
         assert_eq!(allowed_methods("/healthz"), Some("GET, HEAD"));
         assert_eq!(allowed_methods("/nope"), None);
         assert_eq!(allowed_methods("/orders/a/b/c"), None);

@@ -27,6 +27,7 @@ use std::time::Instant;
 use super::codec::OrphanRefund;
 use super::store::{Batch, StoreError};
 use crate::actors::barista::{ticket_for, Enqueue, Pause};
+use crate::domain::order::DEFAULT_STORE;
 use crate::actors::engine::Engine;
 use crate::actors::order::OrderActor;
 use crate::actors::payment::{Lookup, Refund};
@@ -148,6 +149,10 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
     engine.queue_seq_after(max_seq);
     // Seed the counts before any ticket moves, so no event is counted twice.
     engine.projection.send(Seed(counts)).await.map_err(|_| RecoveryError::Stopped)?;
+    if engine.store.ordering_paused(DEFAULT_STORE)? {
+        engine.ordering_paused.store(true, Ordering::Release);
+        tracing::warn!(store = DEFAULT_STORE, "ordering is paused, as it was before the restart");
+    }
     // Paused stations stay paused: before any ticket reaches the pool.
     for station in engine.store.paused_stations()? {
         match engine.pool.send(Pause { station: station.clone() }).await.map_err(|_| RecoveryError::Stopped)? {

@@ -125,6 +125,17 @@ impl Batch {
         self
     }
 
+    /// A store's ordering pause, kept across restarts (`meta/ordering-paused/{store}`).
+    pub fn put_ordering_paused(&mut self, store: &str) -> &mut Self {
+        self.ops.push(Op::Put(Cf::Meta, [ORDERING_PAUSED, store.as_bytes()].concat(), Vec::new()));
+        self
+    }
+
+    pub fn delete_ordering_paused(&mut self, store: &str) -> &mut Self {
+        self.ops.push(Op::Delete(Cf::Meta, [ORDERING_PAUSED, store.as_bytes()].concat()));
+        self
+    }
+
     pub fn delete_station_paused(&mut self, station: &str) -> &mut Self {
         self.ops.push(Op::Delete(Cf::Meta, station_paused_key(station)));
         self
@@ -327,6 +338,11 @@ impl Store {
         Ok(count)
     }
 
+    /// Whether `store`'s ordering was paused when last written.
+    pub fn ordering_paused(&self, store: &str) -> Result<bool, StoreError> {
+        Ok(self.db.get_cf(self.cf(Cf::Meta), [ORDERING_PAUSED, store.as_bytes()].concat())?.is_some())
+    }
+
     /// The stations paused when the store was last written, by id.
     pub fn paused_stations(&self) -> Result<Vec<String>, StoreError> {
         let mut paused = Vec::new();
@@ -390,6 +406,9 @@ impl Store {
 fn corrupt(cf: Cf, key: &[u8], source: CodecError) -> StoreError {
     StoreError::Corrupt { cf: cf.name(), key: String::from_utf8_lossy(key).into_owned(), source }
 }
+
+/// Prefix of the meta keys that mark a store whose ordering is paused.
+const ORDERING_PAUSED: &[u8] = b"ordering-paused/";
 
 /// Prefix of the meta keys that mark a paused station.
 const STATION_PAUSED: &[u8] = b"station-paused/";

@@ -419,3 +419,44 @@ async fn orders_get_pickup_numbers_that_go_on_after_a_restart() {
     app.shutdown().await;
     drop(dir);
 }
+
+/// API.md v2: a store's ordering can be paused (an emergency stop): new
+/// orders get 503 `store_paused` + `Retry-After` before any charge, orders
+/// already placed go on being made, and the pause holds across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_store_refuses_new_orders_before_any_charge_and_stays_paused_after_a_restart() {
+    let manual = |settings: &mut crema::config::Settings| {
+        settings.barista.mode = crema::config::StationMode::Manual;
+        settings.barista.stations = 1;
+    };
+    let app = spawn_app_with(manual).await;
+    assert_eq!(app.json("/stores").await["stores"][0]["ordering"], "open");
+    let placed = app.place_ok(&[("americano", 1)]).await["id"].as_str().unwrap().to_owned();
+    let paused = app.post("/stores/main/ordering/pause").await;
+    assert_eq!(paused.status(), 200);
+    assert_eq!(paused.json::<serde_json::Value>().await.unwrap()["ordering"], "paused");
+    let refused = app.place(&[("latte", 1)]).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "60");
+    assert_eq!(refused.json::<serde_json::Value>().await.unwrap()["code"], "store_paused");
+    assert_eq!(app.stats().await["payment"]["captured"], 1, "the refused order was not charged");
+    // The order placed before the pause is still made.
+    assert_eq!(app.post("/stations/bar-1/next").await.status(), 200);
+    assert_eq!(app.post("/stations/bar-1/done").await.status(), 200);
+    app.wait_for(&placed, "ready", WAIT).await;
+    assert_eq!(app.post("/stores/gangnam/ordering/pause").await.status(), 404);
+    let dir = app.shutdown().await;
+
+    let data = dir.path().join("data");
+    let app = spawn_app_with(move |settings| {
+        manual(settings);
+        settings.store.data_dir = data;
+    })
+    .await;
+    assert_eq!(app.json("/stores").await["stores"][0]["ordering"], "paused", "kept across the restart");
+    assert_eq!(app.place(&[("latte", 1)]).await.status(), 503);
+    assert_eq!(app.post("/stores/main/ordering/resume").await.status(), 200);
+    assert_eq!(app.place(&[("latte", 1)]).await.status(), 201);
+    app.shutdown().await;
+    drop(dir);
+}
