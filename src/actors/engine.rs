@@ -122,6 +122,9 @@ pub struct Engine {
     /// The (one, default) store's ordering is paused: `POST /orders` is
     /// refused with 503 `store_paused` before any charge. Kept on disk.
     pub ordering_paused: AtomicBool,
+    /// Menu items the (one, default) store has sold out ("86"): shown as
+    /// unavailable and refused with 409 `item_unavailable` before any charge.
+    pub sold_out: std::sync::RwLock<std::collections::BTreeSet<String>>,
 }
 
 /// A store's pickup numbers: 1, 2, … 999, then 1 again (API.md contract v2).
@@ -214,12 +217,18 @@ impl Engine {
             station_admin: tokio::sync::Mutex::new(()),
             numbers: PickupNumbers::default(),
             ordering_paused: AtomicBool::new(false),
+            sold_out: std::sync::RwLock::default(),
         }))
     }
 
     /// The payment actor on this thread's order arbiter (the first one elsewhere).
     pub fn payment(&self) -> &Addr<PaymentActor> {
         &self.payments[order_arbiter_index().unwrap_or(0) % self.payments.len()]
+    }
+
+    /// The sold-out items, as they are now.
+    pub fn sold_out(&self) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeSet<String>> {
+        self.sold_out.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The arbiter for the next order actor (round-robin).

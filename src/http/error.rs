@@ -46,6 +46,11 @@ pub enum ApiError {
     StationNotFound,
     #[error("no store with this id")]
     StoreNotFound,
+    #[error("no menu item with this id")]
+    MenuItemNotFound,
+    /// 409 `item_unavailable`: sold out; nothing was charged.
+    #[error("{0} is sold out; nothing was charged")]
+    ItemUnavailable(String),
     /// 503 `store_paused`: the store's ordering is paused; nothing was charged.
     #[error("this store is not taking orders right now; nothing was charged")]
     StorePaused,
@@ -105,8 +110,13 @@ impl ApiError {
             | ApiError::TooLateToCancel(_)
             | ApiError::NotReady(_)
             | ApiError::Conflict(_)
-            | ApiError::StationConflict(_) => StatusCode::CONFLICT,
-            ApiError::OrderNotFound | ApiError::StationNotFound | ApiError::StoreNotFound | ApiError::NotFound => {
+            | ApiError::StationConflict(_)
+            | ApiError::ItemUnavailable(_) => StatusCode::CONFLICT,
+            ApiError::OrderNotFound
+            | ApiError::StationNotFound
+            | ApiError::StoreNotFound
+            | ApiError::MenuItemNotFound
+            | ApiError::NotFound => {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -131,6 +141,8 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::StationNotFound => "station_not_found",
             ApiError::StoreNotFound => "store_not_found",
+            ApiError::MenuItemNotFound => "menu_item_not_found",
+            ApiError::ItemUnavailable(_) => "item_unavailable",
             ApiError::StorePaused => "store_paused",
             ApiError::StationConflict(_) => "station_conflict",
             ApiError::NotFound => "not_found",

@@ -20,7 +20,7 @@ use crate::actors::barista::{self, EtaOf, ListQueue, ListStations, StationState}
 use crate::actors::engine::{Engine, PlacingPermit};
 use crate::actors::order::{Cancel, GetOrder, OrderActor, Pickup, Place};
 use crate::actors::projection::GetStats;
-use crate::domain::{Order, OrderRequest, OrderStatus};
+use crate::domain::{MenuItem, Order, OrderRequest, OrderStatus};
 use crate::domain::order::DEFAULT_STORE;
 use crate::persistence::{Batch, IdempotentOutcome};
 
@@ -69,8 +69,57 @@ fn ensure_ready(engine: &Engine) -> Result<(), ApiError> {
     }
 }
 
+/// A menu item as served: the configured item and whether it can be ordered now.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MenuItemJson<'a> {
+    #[serde(flatten)]
+    pub item: &'a MenuItem,
+    /// `false` while the store has it sold out.
+    pub available: bool,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MenuJson<'a> {
+    pub currency: &'a str,
+    pub items: Vec<MenuItemJson<'a>>,
+}
+
 pub async fn menu(engine: Arc<Engine>) -> Reply {
-    Ok(json(StatusCode::OK, &engine.menu))
+    let sold_out = engine.sold_out();
+    let items = engine.menu.items.iter().map(|item| MenuItemJson { item, available: !sold_out.contains(&item.id) }).collect();
+    Ok(json(StatusCode::OK, &MenuJson { currency: &engine.menu.currency, items }))
+}
+
+/// `GET /stores/{store}/sold-out`, and `PUT`/`DELETE /stores/{store}/sold-out/{ref}`
+/// (`Some((ref, sold_out))`): idempotent, answered with the list once on disk.
+pub async fn sold_out(engine: Arc<Engine>, store: String, change: Option<(String, bool)>) -> Reply {
+    #[derive(Serialize)]
+    struct SoldOut {
+        sold_out: Vec<String>,
+    }
+    if store != DEFAULT_STORE {
+        return Err(ApiError::StoreNotFound);
+    }
+    if let Some((item, sold_out)) = change {
+        if !engine.menu.items.iter().any(|known| known.id == item) {
+            return Err(ApiError::MenuItemNotFound);
+        }
+        let _one_at_a_time = engine.station_admin.lock().await;
+        let mut batch = Batch::new();
+        if sold_out {
+            batch.put_sold_out(&store, &item);
+        } else {
+            batch.delete_sold_out(&store, &item);
+        }
+        engine.writer.commit(batch).await?;
+        let mut set = engine.sold_out.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if sold_out {
+            set.insert(item);
+        } else {
+            set.remove(&item);
+        }
+    }
+    Ok(json(StatusCode::OK, &SoldOut { sold_out: engine.sold_out().iter().cloned().collect() }))
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -141,9 +190,12 @@ pub async fn place_order(
             Begin::InFlight => return Err(ApiError::RequestInFlight),
         },
     };
-    // A paused store takes no new orders (a replay above still answers).
+    // A paused store takes no new orders, nor a sold-out item (a replay above still answers).
     if engine.ordering_paused.load(Ordering::Acquire) {
         return Err(ApiError::StorePaused);
+    }
+    if let Some(line) = draft.lines.iter().find(|line| engine.sold_out().contains(&line.menu_id)) {
+        return Err(ApiError::ItemUnavailable(format!("{} ({})", line.name, line.menu_id)));
     }
     // An open breaker refuses before anything is written or charged.
     if let Some(retry_after_s) = engine.payment_stats.open_retry_after_s() {

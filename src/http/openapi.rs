@@ -9,10 +9,10 @@
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use super::handlers::StoreJson;
+use super::handlers::{MenuJson, StoreJson};
 use super::views::{OrderView, TicketJson};
 use crate::actors::barista::StationView;
-use crate::domain::{Menu, OrderRequest};
+use crate::domain::OrderRequest;
 
 /// An RFC 9457 problem document, as every error is answered.
 #[derive(Serialize, ToSchema)]
@@ -46,9 +46,34 @@ pub struct Queue {
     depth: usize,
 }
 
-/// The menu.
-#[utoipa::path(get, path = "/menu", responses((status = 200, body = Menu)))]
+/// The menu; `available` is false for what the store has sold out.
+#[utoipa::path(get, path = "/menu", responses((status = 200, body = MenuJson)))]
 fn menu() {}
+
+/// What a store has sold out ("86"): item ids.
+#[utoipa::path(get, path = "/stores/{store}/sold-out", params(("store" = String, Path)),
+    responses((status = 200, body = SoldOutList), (status = 404, body = Problem, content_type = "application/problem+json", description = "store_not_found")))]
+fn sold_out() {}
+
+/// Mark an item sold out at a store (idempotent; kept across restarts).
+#[utoipa::path(put, path = "/stores/{store}/sold-out/{ref}", params(("store" = String, Path), ("ref" = String, Path, description = "a menu item id")),
+    responses((status = 200, body = SoldOutList),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "store_not_found or menu_item_not_found"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "storage_unavailable: not kept, not marked")))]
+fn mark_sold_out() {}
+
+/// Clear an item's sold-out mark at a store (idempotent; kept across restarts).
+#[utoipa::path(delete, path = "/stores/{store}/sold-out/{ref}", params(("store" = String, Path), ("ref" = String, Path, description = "a menu item id")),
+    responses((status = 200, body = SoldOutList),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "store_not_found or menu_item_not_found"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "storage_unavailable: not kept, not cleared")))]
+fn clear_sold_out() {}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SoldOutList {
+    sold_out: Vec<String>,
+}
 
 /// Place an order: charged and durable before the 201.
 #[utoipa::path(post, path = "/orders", request_body = OrderRequest,
@@ -65,7 +90,7 @@ fn menu() {}
             headers(("Retry-After" = u64))),
         (status = 400, body = Problem, content_type = "application/problem+json", description = "invalid_order"),
         (status = 402, body = Problem, content_type = "application/problem+json", description = "payment_declined"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "request_in_flight"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "request_in_flight, or item_unavailable (sold out; nothing charged)"),
         (status = 413, body = Problem, content_type = "application/problem+json", description = "body_too_large"),
         (status = 415, body = Problem, content_type = "application/problem+json", description = "unsupported_media_type"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "idempotency_key_reused"),
@@ -201,7 +226,7 @@ fn dashboard_page() {}
     info(title = "crema", description = "An actor-based, durable order engine for cafés. See API.md."),
     paths(menu, place_order, list_orders, get_order, cancel_order, pickup_order, order_events, all_events,
           stations, pause_station, resume_station, next_ticket, done_ticket, queue, stores, pause_ordering,
-          resume_ordering, stats, metrics,
+          resume_ordering, sold_out, mark_sold_out, clear_sold_out, stats, metrics,
           healthz, readyz, openapi, customer_page, barista_page, dashboard_page),
     components(schemas(Problem))
 )]

@@ -150,6 +150,14 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
     };
     let queue = warp::path!("queue").and(warp::get()).and(with_engine.clone()).then(handlers::queue);
     let stores = warp::path!("stores").and(warp::get()).and(with_engine.clone()).then(handlers::stores);
+    let sold_out_list = warp::path!("stores" / String / "sold-out")
+        .and(warp::get())
+        .and(with_engine.clone())
+        .then(|store, engine| handlers::sold_out(engine, store, None));
+    let sold_out_change = warp::path!("stores" / String / "sold-out" / String)
+        .and(warp::put().map(|| true).or(warp::delete().map(|| false)).unify())
+        .and(with_engine.clone())
+        .then(|store, item, sold_out, engine| handlers::sold_out(engine, store, Some((item, sold_out))));
     let ordering = warp::path!("stores" / String / "ordering" / String)
         .and(warp::post())
         .and_then(|store: String, verb: String| async move {
@@ -217,6 +225,10 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(ordering.map(render))
         .unify()
+        .or(sold_out_list.map(render))
+        .unify()
+        .or(sold_out_change.map(render))
+        .unify()
         .boxed();
     let operations = menu
         .map(render)
@@ -279,7 +291,8 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         ["stations", _, "pause" | "resume" | "next" | "done"] | ["stores", _, "ordering", "pause" | "resume"] => {
             Some("POST")
         }
-        ["stores"] => Some(READ),
+        ["stores"] | ["stores", _, "sold-out"] => Some(READ),
+        ["stores", _, "sold-out", _] => Some("PUT, DELETE"),
         ["menu" | "stations" | "queue" | "stats" | "metrics" | "events" | "healthz" | "readyz" | "openapi.json"] => {
             Some(READ)
         }

@@ -149,6 +149,8 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
     engine.queue_seq_after(max_seq);
     // Seed the counts before any ticket moves, so no event is counted twice.
     engine.projection.send(Seed(counts)).await.map_err(|_| RecoveryError::Stopped)?;
+    let sold_out = engine.store.sold_out(DEFAULT_STORE)?;
+    engine.sold_out.write().unwrap_or_else(std::sync::PoisonError::into_inner).extend(sold_out);
     if engine.store.ordering_paused(DEFAULT_STORE)? {
         engine.ordering_paused.store(true, Ordering::Release);
         tracing::warn!(store = DEFAULT_STORE, "ordering is paused, as it was before the restart");

@@ -125,6 +125,17 @@ impl Batch {
         self
     }
 
+    /// An item sold out at a store ("86"), kept across restarts (`meta/sold-out/{store}/{ref}`).
+    pub fn put_sold_out(&mut self, store: &str, item: &str) -> &mut Self {
+        self.ops.push(Op::Put(Cf::Meta, sold_out_key(store, item), Vec::new()));
+        self
+    }
+
+    pub fn delete_sold_out(&mut self, store: &str, item: &str) -> &mut Self {
+        self.ops.push(Op::Delete(Cf::Meta, sold_out_key(store, item)));
+        self
+    }
+
     /// A store's ordering pause, kept across restarts (`meta/ordering-paused/{store}`).
     pub fn put_ordering_paused(&mut self, store: &str) -> &mut Self {
         self.ops.push(Op::Put(Cf::Meta, [ORDERING_PAUSED, store.as_bytes()].concat(), Vec::new()));
@@ -338,6 +349,19 @@ impl Store {
         Ok(count)
     }
 
+    /// What `store` had sold out when last written.
+    pub fn sold_out(&self, store: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = sold_out_key(store, "");
+        let mut refs = Vec::new();
+        let iter = self.db.iterator_cf(self.cf(Cf::Meta), IteratorMode::From(&prefix, rocksdb::Direction::Forward));
+        for item in iter {
+            let (key, _) = item?;
+            let Some(item) = key.strip_prefix(prefix.as_slice()) else { break };
+            refs.push(String::from_utf8_lossy(item).into_owned());
+        }
+        Ok(refs)
+    }
+
     /// Whether `store`'s ordering was paused when last written.
     pub fn ordering_paused(&self, store: &str) -> Result<bool, StoreError> {
         Ok(self.db.get_cf(self.cf(Cf::Meta), [ORDERING_PAUSED, store.as_bytes()].concat())?.is_some())
@@ -405,6 +429,10 @@ impl Store {
 
 fn corrupt(cf: Cf, key: &[u8], source: CodecError) -> StoreError {
     StoreError::Corrupt { cf: cf.name(), key: String::from_utf8_lossy(key).into_owned(), source }
+}
+
+fn sold_out_key(store: &str, item: &str) -> Vec<u8> {
+    [b"sold-out/".as_slice(), store.as_bytes(), b"/", item.as_bytes()].concat()
 }
 
 /// Prefix of the meta keys that mark a store whose ordering is paused.

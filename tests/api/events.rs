@@ -171,6 +171,9 @@ async fn the_openapi_document_covers_every_route() {
         ("post", "/stations/{id}/done", "/stations/bar-1/done".to_owned()),
         ("get", "/queue", "/queue".to_owned()),
         ("get", "/stores", "/stores".to_owned()),
+        ("get", "/stores/{store}/sold-out", "/stores/main/sold-out".to_owned()),
+        ("put", "/stores/{store}/sold-out/{ref}", "/stores/main/sold-out/espresso".to_owned()),
+        ("delete", "/stores/{store}/sold-out/{ref}", "/stores/main/sold-out/espresso".to_owned()),
         ("post", "/stores/{store}/ordering/pause", "/stores/main/ordering/pause".to_owned()),
         ("post", "/stores/{store}/ordering/resume", "/stores/main/ordering/resume".to_owned()),
         ("get", "/stats", "/stats".to_owned()),
@@ -186,11 +189,15 @@ async fn the_openapi_document_covers_every_route() {
         assert!(doc["paths"][template][method].is_object(), "{method} {template} is not documented");
         let request = match *method {
             "get" => app.client.get(app.url(concrete)),
+            "put" => app.client.put(app.url(concrete)),
+            "delete" => app.client.delete(app.url(concrete)),
             _ => app.client.post(app.url(concrete)).header("content-type", "application/json").body("{}"),
         };
         let response = request.send().await.unwrap();
+        let status = response.status();
         let body = response.text().await.unwrap();
         assert!(!body.contains("\"code\":\"not_found\""), "{method} {concrete} is documented but not routed");
+        assert_ne!(status, 405, "{method} {concrete} is documented but answers 405");
     }
     for template in ["/orders/{id}/events", "/events"] {
         assert!(doc["paths"][template]["get"].is_object(), "{template} is not documented");

@@ -460,3 +460,43 @@ async fn a_paused_store_refuses_new_orders_before_any_charge_and_stays_paused_af
     app.shutdown().await;
     drop(dir);
 }
+
+/// API.md v2 "Sold out (86)": marked and cleared idempotently, shown in the
+/// menu, refused at order time with 409 `item_unavailable` before any
+/// charge, and kept across restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sold_out_item_is_shown_refused_before_any_charge_and_kept_across_a_restart() {
+    let app = spawn_app().await;
+    for _ in 0..2 {
+        let marked = app.client.put(app.url("/stores/main/sold-out/latte")).send().await.unwrap();
+        assert_eq!(marked.status(), 200);
+        assert_eq!(marked.json::<serde_json::Value>().await.unwrap()["sold_out"], serde_json::json!(["latte"]));
+    }
+    let menu = app.json("/menu").await;
+    let available = |menu: &serde_json::Value, id: &str| {
+        menu["items"].as_array().unwrap().iter().find(|item| item["id"] == id).unwrap()["available"].clone()
+    };
+    assert_eq!((available(&menu, "latte"), available(&menu, "americano")), (false.into(), true.into()));
+    let refused = app.place(&[("americano", 1), ("latte", 1)]).await;
+    assert_eq!(refused.status(), 409);
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "item_unavailable");
+    assert!(problem["detail"].as_str().unwrap().contains("latte"), "{problem}");
+    assert_eq!(app.stats().await["payment"]["captured"], 0, "nothing was charged");
+    assert_eq!(app.client.put(app.url("/stores/main/sold-out/mocha")).send().await.unwrap().status(), 404);
+    assert_eq!(app.client.put(app.url("/stores/gangnam/sold-out/latte")).send().await.unwrap().status(), 404);
+    let dir = app.shutdown().await;
+
+    let data = dir.path().join("data");
+    let app = spawn_app_with(move |settings| settings.store.data_dir = data).await;
+    assert_eq!(app.json("/stores/main/sold-out").await["sold_out"], serde_json::json!(["latte"]), "kept");
+    assert_eq!(app.place(&[("latte", 1)]).await.status(), 409);
+    for _ in 0..2 {
+        let cleared = app.client.delete(app.url("/stores/main/sold-out/latte")).send().await.unwrap();
+        assert_eq!(cleared.status(), 200);
+        assert_eq!(cleared.json::<serde_json::Value>().await.unwrap()["sold_out"], serde_json::json!([]));
+    }
+    assert_eq!(app.place(&[("latte", 1)]).await.status(), 201);
+    app.shutdown().await;
+    drop(dir);
+}

@@ -188,3 +188,30 @@ test("prices are shown in the menu's currency with its minor unit, never a fixed
     }
   }
 });
+
+test("an item marked sold out on the barista screen cannot be ordered on the customer page", async () => {
+  const crema = await startCrema({});
+  try {
+    const barista = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    await barista.goto(crema.base + "/barista");
+    await barista.getByTestId("sold-out-latte").click();
+    await barista.getByTestId("sold-out-latte").filter({ hasText: "sold out" }).waitFor();
+
+    const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    await phone.goto(crema.base + "/");
+    await phone.getByTestId("item-latte").filter({ hasText: "Sold out" }).waitFor();
+    assert.equal(await phone.getByTestId("add-latte").isDisabled(), true, "a sold-out item cannot be added");
+    assert.equal(await phone.getByTestId("add-americano").isDisabled(), false);
+    // The API refuses it too, before any charge.
+    const refused = await phone.evaluate(async () => (await fetch("/orders", { method: "POST",
+      headers: { "content-type": "application/json" }, body: JSON.stringify({ items: [{ menu_id: "latte", qty: 1 }] }) })).status);
+    assert.equal(refused, 409);
+
+    await barista.getByTestId("sold-out-latte").click();
+    await barista.getByTestId("sold-out-latte").filter({ hasNotText: "sold out" }).waitFor();
+    await phone.reload();
+    assert.equal(await phone.getByTestId("add-latte").isDisabled(), false, "back on the menu");
+  } finally {
+    await crema.stop();
+  }
+});
