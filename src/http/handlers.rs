@@ -72,10 +72,20 @@ fn ensure_ready(engine: &Engine) -> Result<(), ApiError> {
 /// A menu item as served: the configured item and whether it can be ordered now.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct MenuItemJson<'a> {
-    #[serde(flatten)]
-    pub item: &'a MenuItem,
+    pub id: &'a str,
+    pub name: &'a str,
+    /// In the currency's minor unit.
+    pub price: u64,
+    /// One unit's brew time, before `barista.brew_scale`.
+    pub brew_ms: u64,
     /// `false` while the store has it sold out.
     pub available: bool,
+}
+
+impl<'a> MenuItemJson<'a> {
+    fn new(item: &'a MenuItem, available: bool) -> Self {
+        MenuItemJson { id: &item.id, name: &item.name, price: item.price, brew_ms: item.brew_ms, available }
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -86,7 +96,7 @@ pub struct MenuJson<'a> {
 
 pub async fn menu(engine: Arc<Engine>) -> Reply {
     let sold_out = engine.sold_out();
-    let items = engine.menu.items.iter().map(|item| MenuItemJson { item, available: !sold_out.contains(&item.id) }).collect();
+    let items = engine.menu.items.iter().map(|item| MenuItemJson::new(item, !sold_out.contains(&item.id))).collect();
     Ok(json(StatusCode::OK, &MenuJson { currency: &engine.menu.currency, items }))
 }
 
