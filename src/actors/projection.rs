@@ -5,10 +5,14 @@
 //! keeps counts by status and the rate of new orders. Lists of orders are read
 //! from the `customers` index in RocksDB, which survives restarts.
 //!
+//! It also keeps the pickup shelf: the orders ready and not yet picked up,
+//! longest-ready first, at most [`SHELF_MAX`] of them (the count of ready
+//! orders stays exact; a shelf beyond that size is a benchmark, not a café).
+//!
 //! If it falls so far behind that the broadcast drops events, it rebuilds its
-//! counts from the store.
+//! counts and the shelf from the store.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -32,8 +36,66 @@ pub struct OrderChanged {
 /// Width of the throughput window, in seconds.
 const RATE_WINDOW_S: u64 = 10;
 
+/// Most orders the pickup shelf holds.
+pub const SHELF_MAX: usize = 10_000;
+
+/// The ready orders not yet picked up, by (ready time, id).
+#[derive(Default)]
+struct Shelf {
+    by_age: BTreeMap<(u64, String), Arc<Order>>,
+    ready_at: HashMap<String, u64>,
+}
+
+impl Shelf {
+    fn put(&mut self, order: Arc<Order>) {
+        if self.by_age.len() >= SHELF_MAX || self.ready_at.contains_key(&order.id) {
+            return;
+        }
+        self.ready_at.insert(order.id.clone(), order.updated_ms);
+        self.by_age.insert((order.updated_ms, order.id.clone()), order);
+    }
+
+    fn take(&mut self, id: &str) {
+        if let Some(at) = self.ready_at.remove(id) {
+            self.by_age.remove(&(at, id.to_owned()));
+        }
+    }
+
+    /// Keeps the longest-ready of `orders` (all ready), up to the bound.
+    fn refill(&mut self, mut orders: Vec<Order>) {
+        *self = Shelf::default();
+        orders.sort_by_key(|order| order.updated_ms);
+        for order in orders.into_iter().take(SHELF_MAX) {
+            self.put(Arc::new(order));
+        }
+    }
+}
+
+/// Collects the longest-ready orders of a scan without holding more than
+/// about twice [`SHELF_MAX`] of them at once.
+#[derive(Default)]
+pub struct ShelfScan(Vec<Order>);
+
+impl ShelfScan {
+    pub fn offer(&mut self, order: &Order) {
+        if order.status != OrderStatus::Ready {
+            return;
+        }
+        self.0.push(order.clone());
+        if self.0.len() >= 2 * SHELF_MAX {
+            self.0.sort_by_key(|order| order.updated_ms);
+            self.0.truncate(SHELF_MAX);
+        }
+    }
+
+    pub fn into_orders(self) -> Vec<Order> {
+        self.0
+    }
+}
+
 pub struct Projection {
     counts: HashMap<OrderStatus, u64>,
+    shelf: Shelf,
     /// (second, orders established in it), newest last.
     placed: VecDeque<(u64, u64)>,
     store: Store,
@@ -42,7 +104,7 @@ pub struct Projection {
 
 impl Projection {
     pub fn new(store: Store, events: tokio::sync::broadcast::Receiver<OrderChanged>) -> Self {
-        Projection { counts: HashMap::new(), placed: VecDeque::new(), store, events: Some(events) }
+        Projection { counts: HashMap::new(), shelf: Shelf::default(), placed: VecDeque::new(), store, events: Some(events) }
     }
 
     fn record(&mut self, change: &OrderChanged) {
@@ -61,6 +123,11 @@ impl Projection {
             }
         }
         *self.counts.entry(change.order.status).or_default() += 1;
+        if change.order.status == OrderStatus::Ready {
+            self.shelf.put(change.order.clone());
+        } else if change.previous == Some(OrderStatus::Ready) {
+            self.shelf.take(&change.order.id);
+        }
     }
 
     fn orders_per_s(&self) -> f64 {
@@ -93,8 +160,16 @@ impl StreamHandler<Result<OrderChanged, BroadcastStreamRecvError>> for Projectio
             Err(BroadcastStreamRecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "projection fell behind; recounting from the store");
                 let mut counts = HashMap::new();
-                match self.store.for_each_order(|order| *counts.entry(order.status).or_default() += 1) {
-                    Ok(_) => self.counts = counts,
+                let mut shelf = ShelfScan::default();
+                let scanned = self.store.for_each_order(|order| {
+                    *counts.entry(order.status).or_default() += 1;
+                    shelf.offer(&order);
+                });
+                match scanned {
+                    Ok(_) => {
+                        self.counts = counts;
+                        self.shelf.refill(shelf.into_orders());
+                    }
                     Err(err) => tracing::error!(error = %err, "recounting orders failed"),
                 }
             }
@@ -102,10 +177,10 @@ impl StreamHandler<Result<OrderChanged, BroadcastStreamRecvError>> for Projectio
     }
 }
 
-/// Sets the counts found by recovery.
+/// Sets the counts and the pickup shelf found by recovery.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Seed(pub HashMap<OrderStatus, u64>);
+pub struct Seed(pub HashMap<OrderStatus, u64>, pub Vec<Order>);
 
 impl Handler<Seed> for Projection {
     type Result = ();
@@ -114,6 +189,24 @@ impl Handler<Seed> for Projection {
         for (status, count) in msg.0 {
             *self.counts.entry(status).or_default() += count;
         }
+        self.shelf.refill(msg.1);
+    }
+}
+
+/// The pickup shelf: up to `limit` orders ready and not picked up,
+/// longest-ready first, and how many are ready in all.
+#[derive(Message)]
+#[rtype(result = "(Vec<Arc<Order>>, u64)")]
+pub struct GetShelf {
+    pub limit: usize,
+}
+
+impl Handler<GetShelf> for Projection {
+    type Result = MessageResult<GetShelf>;
+
+    fn handle(&mut self, msg: GetShelf, _: &mut Self::Context) -> Self::Result {
+        let orders = self.shelf.by_age.values().take(msg.limit).cloned().collect();
+        MessageResult((orders, self.counts.get(&OrderStatus::Ready).copied().unwrap_or(0)))
     }
 }
 

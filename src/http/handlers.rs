@@ -21,6 +21,7 @@ use crate::actors::engine::{Engine, PlacingPermit};
 use crate::actors::order::{Cancel, GetOrder, OrderActor, Pickup, Place};
 use crate::actors::projection::GetStats;
 use crate::domain::{MenuItem, Order, OrderRequest, OrderStatus};
+use crate::actors::projection::GetShelf;
 use crate::domain::order::DEFAULT_STORE;
 use crate::persistence::{Batch, IdempotentOutcome};
 
@@ -98,6 +99,28 @@ pub async fn menu(engine: Arc<Engine>) -> Reply {
     let sold_out = engine.sold_out();
     let items = engine.menu.items.iter().map(|item| MenuItemJson::new(item, !sold_out.contains(&item.id))).collect();
     Ok(json(StatusCode::OK, &MenuJson { currency: &engine.menu.currency, items }))
+}
+
+/// Orders listed on the pickup shelf at most.
+const SHELF_LIST_LIMIT: usize = 200;
+
+/// The pickup shelf as `GET /stores/{store}/ready` answers it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ShelfJson<'a> {
+    /// Ready and not picked up, the longest-ready first (at most 200).
+    pub orders: Vec<OrderView<'a>>,
+    /// How many orders are ready in all (more than listed when the shelf is long).
+    pub ready: u64,
+}
+
+/// `GET /stores/{store}/ready`: the pickup shelf.
+pub async fn shelf(engine: Arc<Engine>, store: String) -> Reply {
+    if store != DEFAULT_STORE {
+        return Err(ApiError::StoreNotFound);
+    }
+    let (orders, ready) =
+        engine.projection.send(GetShelf { limit: SHELF_LIST_LIMIT }).timeout(ask_timeout(&engine)).await?;
+    Ok(json(StatusCode::OK, &ShelfJson { orders: orders.iter().map(|order| OrderView::from(&**order)).collect(), ready }))
 }
 
 /// `GET /stores/{store}/sold-out`, and `PUT`/`DELETE /stores/{store}/sold-out/{ref}`

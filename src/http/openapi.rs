@@ -9,7 +9,7 @@
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use super::handlers::{MenuJson, StoreJson};
+use super::handlers::{MenuJson, ShelfJson, StoreJson};
 use super::views::{OrderView, TicketJson};
 use crate::actors::barista::StationView;
 use crate::domain::OrderRequest;
@@ -49,6 +49,11 @@ pub struct Queue {
 /// The menu; `available` is false for what the store has sold out.
 #[utoipa::path(get, path = "/menu", responses((status = 200, body = MenuJson)))]
 fn menu() {}
+
+/// The pickup shelf: orders ready and not picked up, the longest-ready first.
+#[utoipa::path(get, path = "/stores/{store}/ready", params(("store" = String, Path)),
+    responses((status = 200, body = ShelfJson), (status = 404, body = Problem, content_type = "application/problem+json", description = "store_not_found")))]
+fn pickup_shelf() {}
 
 /// What a store has sold out ("86"): item ids.
 #[utoipa::path(get, path = "/stores/{store}/sold-out", params(("store" = String, Path)),
@@ -226,7 +231,7 @@ fn dashboard_page() {}
     info(title = "crema", description = "An actor-based, durable order engine for cafés. See API.md."),
     paths(menu, place_order, list_orders, get_order, cancel_order, pickup_order, order_events, all_events,
           stations, pause_station, resume_station, next_ticket, done_ticket, queue, stores, pause_ordering,
-          resume_ordering, sold_out, mark_sold_out, clear_sold_out, stats, metrics,
+          resume_ordering, sold_out, mark_sold_out, clear_sold_out, pickup_shelf, stats, metrics,
           healthz, readyz, openapi, customer_page, barista_page, dashboard_page),
     components(schemas(Problem))
 )]

@@ -150,6 +150,10 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
     };
     let queue = warp::path!("queue").and(warp::get()).and(with_engine.clone()).then(handlers::queue);
     let stores = warp::path!("stores").and(warp::get()).and(with_engine.clone()).then(handlers::stores);
+    let shelf = warp::path!("stores" / String / "ready")
+        .and(warp::get())
+        .and(with_engine.clone())
+        .then(|store, engine| handlers::shelf(engine, store));
     let sold_out_list = warp::path!("stores" / String / "sold-out")
         .and(warp::get())
         .and(with_engine.clone())
@@ -227,6 +231,8 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(sold_out_list.map(render))
         .unify()
+        .or(shelf.map(render))
+        .unify()
         .or(sold_out_change.map(render))
         .unify()
         .boxed();
@@ -291,7 +297,7 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         ["stations", _, "pause" | "resume" | "next" | "done"] | ["stores", _, "ordering", "pause" | "resume"] => {
             Some("POST")
         }
-        ["stores"] | ["stores", _, "sold-out"] => Some(READ),
+        ["stores"] | ["stores", _, "sold-out" | "ready"] => Some(READ),
         ["stores", _, "sold-out", _] => Some("PUT, DELETE"),
         ["menu" | "stations" | "queue" | "stats" | "metrics" | "events" | "healthz" | "readyz" | "openapi.json"] => {
             Some(READ)

@@ -32,7 +32,7 @@ use crate::actors::engine::Engine;
 use crate::actors::order::OrderActor;
 use crate::actors::payment::{Lookup, Refund};
 use crate::gateway::GatewayPayment;
-use crate::actors::projection::Seed;
+use crate::actors::projection::{Seed, ShelfScan};
 use crate::domain::time::now_ms;
 use crate::domain::{OrderEvent, OrderStatus, PaymentStatus};
 
@@ -77,13 +77,15 @@ pub enum RecoveryError {
 pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryError> {
     let started = Instant::now();
     let store = engine.store.clone();
-    let (counts, mut live, total, last_number) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+    let (counts, mut live, total, last_number, shelf) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
         let mut counts: HashMap<OrderStatus, u64> = HashMap::new();
         let mut live = Vec::new();
         // The pickup number of the newest order: numbering goes on from it.
         let mut last_number: Option<(u64, u16)> = None;
+        let mut shelf = ShelfScan::default();
         let total = store.for_each_order(|order| {
             *counts.entry(order.status).or_default() += 1;
+            shelf.offer(&order);
             if let Some(number) = order.number {
                 if last_number.is_none_or(|(created_ms, _)| order.created_ms >= created_ms) {
                     last_number = Some((order.created_ms, number));
@@ -93,7 +95,7 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
                 live.push(order);
             }
         })?;
-        Ok((counts, live, total, last_number))
+        Ok((counts, live, total, last_number, shelf.into_orders()))
     })
     .await
     .map_err(|_| RecoveryError::Stopped)??;
@@ -148,7 +150,7 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
     }
     engine.queue_seq_after(max_seq);
     // Seed the counts before any ticket moves, so no event is counted twice.
-    engine.projection.send(Seed(counts)).await.map_err(|_| RecoveryError::Stopped)?;
+    engine.projection.send(Seed(counts, shelf)).await.map_err(|_| RecoveryError::Stopped)?;
     let sold_out = engine.store.sold_out(DEFAULT_STORE)?;
     engine.sold_out.write().unwrap_or_else(std::sync::PoisonError::into_inner).extend(sold_out);
     if engine.store.ordering_paused(DEFAULT_STORE)? {

@@ -172,6 +172,7 @@ async fn the_openapi_document_covers_every_route() {
         ("get", "/queue", "/queue".to_owned()),
         ("get", "/stores", "/stores".to_owned()),
         ("get", "/stores/{store}/sold-out", "/stores/main/sold-out".to_owned()),
+        ("get", "/stores/{store}/ready", "/stores/main/ready".to_owned()),
         ("put", "/stores/{store}/sold-out/{ref}", "/stores/main/sold-out/espresso".to_owned()),
         ("delete", "/stores/{store}/sold-out/{ref}", "/stores/main/sold-out/espresso".to_owned()),
         ("post", "/stores/{store}/ordering/pause", "/stores/main/ordering/pause".to_owned()),

@@ -500,3 +500,57 @@ async fn a_sold_out_item_is_shown_refused_before_any_charge_and_kept_across_a_re
     app.shutdown().await;
     drop(dir);
 }
+
+/// API.md v2 "the pickup shelf": ready orders not yet picked up, the
+/// longest-ready first; a pickup takes an order off; the shelf is rebuilt
+/// after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pickup_shelf_lists_ready_orders_longest_ready_first_and_survives_a_restart() {
+    let manual = |settings: &mut crema::config::Settings| {
+        settings.barista.mode = crema::config::StationMode::Manual;
+        settings.barista.stations = 1;
+    };
+    let app = spawn_app_with(manual).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(app.place_ok(&[("espresso", 1)]).await["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        assert_eq!(app.post("/stations/bar-1/next").await.status(), 200);
+        assert_eq!(app.post("/stations/bar-1/done").await.status(), 200);
+        app.wait_for(id, "ready", WAIT).await;
+        tokio::time::sleep(Duration::from_millis(5)).await; // distinct ready times
+    }
+    let shelf_ids = |shelf: &serde_json::Value| -> Vec<String> {
+        shelf["orders"].as_array().unwrap().iter().map(|order| order["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let shelf = wait_until(WAIT, || async {
+        let shelf = app.json("/stores/main/ready").await;
+        (shelf["orders"].as_array().unwrap().len() == 3).then_some(shelf)
+    })
+    .await
+    .expect("three orders on the shelf");
+    assert_eq!(shelf_ids(&shelf), ids, "longest-ready first");
+    assert_eq!(shelf["ready"], 3);
+    assert_eq!(shelf["orders"][0]["number"], 1);
+    assert_eq!(app.pickup(&ids[1]).await.status(), 200);
+    let expected = vec![ids[0].clone(), ids[2].clone()];
+    let shelf = wait_until(WAIT, || async {
+        let shelf = app.json("/stores/main/ready").await;
+        (shelf_ids(&shelf) == expected).then_some(shelf)
+    })
+    .await;
+    assert!(shelf.is_some(), "a picked-up order leaves the shelf");
+    assert_eq!(app.get("/stores/gangnam/ready").await.status(), 404);
+    let dir = app.shutdown().await;
+
+    let data = dir.path().join("data");
+    let app = spawn_app_with(move |settings| {
+        manual(settings);
+        settings.store.data_dir = data;
+    })
+    .await;
+    assert_eq!(shelf_ids(&app.json("/stores/main/ready").await), expected, "rebuilt by recovery");
+    app.shutdown().await;
+    drop(dir);
+}

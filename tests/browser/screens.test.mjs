@@ -105,8 +105,12 @@ test("an order placed on the customer page is made at a manual station and turns
     await dashboard.waitForTimeout(1500);
     await dashboard.screenshot({ path: join(shots, "dashboard.png"), fullPage: true });
 
+    // On the pickup shelf until it is collected.
+    const onShelf = barista.locator(`[data-testid=shelf-order][data-order="${orderId}"]`);
+    await onShelf.waitFor();
     await phone.getByTestId("pickup").click();
     await phone.getByTestId("status").filter({ hasText: "picked up" }).waitFor();
+    await onShelf.waitFor({ state: "detached", timeout: 10_000 });
     // The order is settled: its event stream ends and is not re-opened (it
     // once was, every ~3 s, forever).
     let reopened = 0;
