@@ -58,10 +58,10 @@ impl Histogram {
 pub const ROUTES: &[&str] = &["place_order", "get_order", "order_command", "list_orders", "events", "stations", "operations", "pages", "other"];
 
 /// A path's first segments, without allocating: every route has at most
-/// three, so a fourth only says "longer". Returns them and how many there are.
-pub fn path_segments(path: &str) -> ([&str; 4], usize) {
+/// five, so a sixth only says "longer". Returns them and how many there are.
+pub fn path_segments(path: &str) -> ([&str; 6], usize) {
     let mut parts = path.trim_matches('/').split('/');
-    let mut segments = [""; 4];
+    let mut segments = [""; 6];
     let mut len = 0;
     while len < segments.len() {
         match parts.next() {

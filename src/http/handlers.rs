@@ -115,9 +115,7 @@ pub struct ShelfJson<'a> {
 
 /// `GET /stores/{store}/ready`: the pickup shelf.
 pub async fn shelf(engine: Arc<Engine>, store: String) -> Reply {
-    if store != DEFAULT_STORE {
-        return Err(ApiError::StoreNotFound);
-    }
+    known_store(&store)?;
     let (orders, ready) =
         engine.projection.send(GetShelf { limit: SHELF_LIST_LIMIT }).timeout(ask_timeout(&engine)).await?;
     Ok(json(StatusCode::OK, &ShelfJson { orders: orders.iter().map(|order| OrderView::from(&**order)).collect(), ready }))
@@ -130,9 +128,7 @@ pub async fn sold_out(engine: Arc<Engine>, store: String, change: Option<(String
     struct SoldOut {
         sold_out: Vec<String>,
     }
-    if store != DEFAULT_STORE {
-        return Err(ApiError::StoreNotFound);
-    }
+    known_store(&store)?;
     if let Some((item, sold_out)) = change {
         if !engine.menu.items.iter().any(|known| known.id == item) {
             return Err(ApiError::MenuItemNotFound);
@@ -395,6 +391,15 @@ pub async fn stations(engine: Arc<Engine>) -> Reply {
     Ok(json(StatusCode::OK, &stations))
 }
 
+/// `Ok` for a store crema has (only the default store, `main`, so far).
+pub fn known_store(store: &str) -> Result<(), ApiError> {
+    if store == DEFAULT_STORE {
+        Ok(())
+    } else {
+        Err(ApiError::StoreNotFound)
+    }
+}
+
 /// A store as `GET /stores` lists it (API.md contract v2).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct StoreJson {
@@ -427,9 +432,7 @@ pub async fn stores(engine: Arc<Engine>) -> Reply {
 /// again) taking orders; orders already placed go on being made. Answered
 /// once the change is on disk, so it holds across a restart.
 pub async fn ordering(engine: Arc<Engine>, store: String, pause: bool) -> Reply {
-    if store != DEFAULT_STORE {
-        return Err(ApiError::StoreNotFound);
-    }
+    known_store(&store)?;
     let _one_at_a_time = engine.station_admin.lock().await;
     let mut batch = Batch::new();
     if pause {

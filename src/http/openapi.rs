@@ -167,6 +167,31 @@ fn next_ticket() {}
     responses((status = 200, body = StationView), (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json")))]
 fn done_ticket() {}
 
+/// A store's menu (the default store's is also `GET /menu`).
+#[utoipa::path(get, path = "/stores/{store}/menu", params(("store" = String, Path)),
+    responses((status = 200, body = MenuJson), (status = 404, body = Problem, content_type = "application/problem+json", description = "store_not_found")))]
+fn store_menu() {}
+
+/// A store's ticket queue (the default store's is also `GET /queue`).
+#[utoipa::path(get, path = "/stores/{store}/queue", params(("store" = String, Path)),
+    responses((status = 200, body = Queue), (status = 404, body = Problem, content_type = "application/problem+json", description = "store_not_found")))]
+fn store_queue() {}
+
+/// A store's stations (the default store's are also `GET /stations`).
+#[utoipa::path(get, path = "/stores/{store}/stations", params(("store" = String, Path)),
+    responses((status = 200, body = Vec<StationView>), (status = 404, body = Problem, content_type = "application/problem+json", description = "store_not_found")))]
+fn store_stations() {}
+
+/// A station of a store: `pause`, `resume`, `next` or `done`, as the unscoped `/stations/{id}/{action}`.
+#[utoipa::path(post, path = "/stores/{store}/stations/{id}/{action}",
+    params(("store" = String, Path), ("id" = String, Path), ("action" = String, Path, description = "pause, resume, next or done")),
+    responses((status = 200, description = "The station (pause, resume, done) or the ticket taken (next)"),
+              (status = 204, description = "next: the queue is empty"),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "store_not_found, station_not_found or not_found (an unknown action)"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "station_conflict"),
+              (status = 503, body = Problem, content_type = "application/problem+json", description = "storage_unavailable (pause, resume)")))]
+fn store_station_action() {}
+
 /// The ticket queue.
 #[utoipa::path(get, path = "/queue", responses((status = 200, body = Queue)))]
 fn queue() {}
@@ -231,7 +256,8 @@ fn dashboard_page() {}
     info(title = "crema", description = "An actor-based, durable order engine for cafés. See API.md."),
     paths(menu, place_order, list_orders, get_order, cancel_order, pickup_order, order_events, all_events,
           stations, pause_station, resume_station, next_ticket, done_ticket, queue, stores, pause_ordering,
-          resume_ordering, sold_out, mark_sold_out, clear_sold_out, pickup_shelf, stats, metrics,
+          resume_ordering, sold_out, mark_sold_out, clear_sold_out, pickup_shelf, store_menu, store_queue,
+          store_stations, store_station_action, stats, metrics,
           healthz, readyz, openapi, customer_page, barista_page, dashboard_page),
     components(schemas(Problem))
 )]

@@ -150,6 +150,37 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
     };
     let queue = warp::path!("queue").and(warp::get()).and(with_engine.clone()).then(handlers::queue);
     let stores = warp::path!("stores").and(warp::get()).and(with_engine.clone()).then(handlers::stores);
+    // The store-scoped forms of the default store's routes (API.md contract v2).
+    let scoped_menu = warp::path!("stores" / String / "menu")
+        .and(warp::get())
+        .and(with_engine.clone())
+        .then(|store: String, engine| async move { handlers::known_store(&store)?; handlers::menu(engine).await });
+    let scoped_queue = warp::path!("stores" / String / "queue")
+        .and(warp::get())
+        .and(with_engine.clone())
+        .then(|store: String, engine| async move { handlers::known_store(&store)?; handlers::queue(engine).await });
+    let scoped_stations = warp::path!("stores" / String / "stations")
+        .and(warp::get())
+        .and(with_engine.clone())
+        .then(|store: String, engine| async move { handlers::known_store(&store)?; handlers::stations(engine).await });
+    let scoped_station_action = warp::path!("stores" / String / "stations" / String / String)
+        .and(warp::post())
+        .and_then(|store: String, id: String, verb: String| async move {
+            let action = match verb.as_str() {
+                "pause" => StationAction::Pause,
+                "resume" => StationAction::Resume,
+                "next" => StationAction::Next,
+                "done" => StationAction::Done,
+                _ => return Err(warp::reject::not_found()),
+            };
+            Ok((store, id, action))
+        })
+        .untuple_one()
+        .and(with_engine.clone())
+        .then(|store: String, id, action, engine| async move {
+            handlers::known_store(&store)?;
+            handlers::station_action(engine, id, action).await
+        });
     let shelf = warp::path!("stores" / String / "ready")
         .and(warp::get())
         .and(with_engine.clone())
@@ -233,6 +264,14 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(shelf.map(render))
         .unify()
+        .or(scoped_menu.map(render))
+        .unify()
+        .or(scoped_queue.map(render))
+        .unify()
+        .or(scoped_stations.map(render))
+        .unify()
+        .or(scoped_station_action.map(render))
+        .unify()
         .or(sold_out_change.map(render))
         .unify()
         .boxed();
@@ -297,7 +336,8 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         ["stations", _, "pause" | "resume" | "next" | "done"] | ["stores", _, "ordering", "pause" | "resume"] => {
             Some("POST")
         }
-        ["stores"] | ["stores", _, "sold-out" | "ready"] => Some(READ),
+        ["stores"] | ["stores", _, "sold-out" | "ready" | "menu" | "queue" | "stations"] => Some(READ),
+        ["stores", _, "stations", _, "pause" | "resume" | "next" | "done"] => Some("POST"),
         ["stores", _, "sold-out", _] => Some("PUT, DELETE"),
         ["menu" | "stations" | "queue" | "stats" | "metrics" | "events" | "healthz" | "readyz" | "openapi.json"] => {
             Some(READ)
@@ -319,6 +359,9 @@ mod tests {
         assert_eq!(allowed_methods("/stations/bar-1/pause"), Some("POST"));
         assert_eq!(allowed_methods("/stores"), Some("GET, HEAD"));
         assert_eq!(allowed_methods("/stores/main/ordering/pause"), Some("POST"));
+        assert_eq!(allowed_methods("/stores/main/stations/bar-1/next"), Some("POST"));
+        assert_eq!(allowed_methods("/stores/main/stations/bar-1"), None);
+        assert_eq!(allowed_methods("/stores/main/queue"), Some("GET, HEAD"));
         assert_eq!(allowed_methods("/healthz"), Some("GET, HEAD"));
         assert_eq!(allowed_methods("/nope"), None);
         assert_eq!(allowed_methods("/orders/a/b/c"), None);

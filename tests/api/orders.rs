@@ -554,3 +554,29 @@ async fn the_pickup_shelf_lists_ready_orders_longest_ready_first_and_survives_a_
     app.shutdown().await;
     drop(dir);
 }
+
+/// API.md v2: the unscoped routes are the default store's; the scoped ones
+/// answer the same for `main` and 404 `store_not_found` for any other store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_scoped_routes_equal_the_default_stores_unscoped_ones() {
+    let app = spawn_app_with(|settings| {
+        settings.barista.mode = crema::config::StationMode::Manual;
+        settings.barista.stations = 2;
+    })
+    .await;
+    app.place_ok(&[("americano", 1)]).await;
+    for path in ["menu", "queue", "stations"] {
+        assert_eq!(app.json(&format!("/stores/main/{path}")).await, app.json(&format!("/{path}")).await, "{path}");
+        let unknown = app.get(&format!("/stores/gangnam/{path}")).await;
+        assert_eq!(unknown.status(), 404, "{path}");
+        assert_eq!(unknown.json::<serde_json::Value>().await.unwrap()["code"], "store_not_found");
+    }
+    let taken = app.post("/stores/main/stations/bar-2/next").await;
+    assert_eq!(taken.status(), 200);
+    assert_eq!(app.json("/stations").await[1]["state"], "brewing", "the scoped action acted on the default store");
+    assert_eq!(app.post("/stores/main/stations/bar-2/pause").await.status(), 200);
+    assert_eq!(app.json("/stores/main/stations").await[1]["state"], "paused");
+    assert_eq!(app.post("/stores/gangnam/stations/bar-2/resume").await.status(), 404);
+    assert_eq!(app.post("/stores/main/stations/bar-9/resume").await.status(), 404);
+    app.shutdown().await;
+}
