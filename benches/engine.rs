@@ -13,6 +13,7 @@ use crema::persistence::{codec, Batch, Store, StoreWriter};
 
 fn paid_order(id: String) -> Order {
     let request = OrderRequest {
+        store: None,
         customer: Some("kim".into()),
         items: vec![
             LineRequest { menu_id: "americano".into(), qty: 2 },
@@ -42,6 +43,7 @@ fn codec_bench(c: &mut Criterion) {
 fn state_machine_bench(c: &mut Criterion) {
     let menu = Menu::builtin();
     let request = OrderRequest {
+        store: None,
         customer: Some("kim".into()),
         items: vec![LineRequest { menu_id: "americano".into(), qty: 2 }],
     };

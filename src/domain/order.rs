@@ -114,6 +114,9 @@ pub struct HistoryEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
+    /// The store to order at (API.md contract v2); the default store when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     #[serde(default)]
     #[schema(min_length = 1, max_length = 64)]
     pub customer: Option<String>,
@@ -155,6 +158,9 @@ pub struct Draft {
 impl OrderRequest {
     /// Checks the request against the menu and the bounds, and prices it.
     pub fn validate(&self, menu: &Menu) -> Result<Draft, ValidationError> {
+        if let Some(store) = self.store.as_deref().filter(|store| *store != DEFAULT_STORE) {
+            return Err(ValidationError::new("store", format!("unknown store {store:?}")));
+        }
         if let Some(customer) = &self.customer {
             let chars = customer.chars().count();
             if chars == 0 || chars > MAX_CUSTOMER_CHARS {
@@ -393,12 +399,25 @@ mod tests {
 
     fn request(items: &[(&str, u32)]) -> OrderRequest {
         OrderRequest {
+            store: None,
             customer: Some("kim".into()),
             items: items
                 .iter()
                 .map(|(id, qty)| LineRequest { menu_id: (*id).into(), qty: *qty })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn an_order_names_the_default_store_or_none() {
+        let menu = Menu::builtin();
+        let mut at = request(&[("americano", 1)]);
+        at.store = Some("main".into());
+        assert!(at.validate(&menu).is_ok());
+        at.store = Some("gangnam".into());
+        let err = at.validate(&menu).unwrap_err();
+        assert_eq!(err.field, "store");
+        assert!(err.to_string().contains("gangnam"), "{err}");
     }
 
     fn paid_order() -> Order {

@@ -287,6 +287,7 @@ mod tests {
 
     fn order() -> Order {
         let request = OrderRequest {
+            store: None,
             customer: Some("kim".into()),
             items: vec![LineRequest { menu_id: "latte".into(), qty: 3 }],
         };

@@ -243,6 +243,7 @@ mod tests {
 
     fn order(id: &str) -> Order {
         let request = OrderRequest {
+            store: None,
             customer: Some("lee".into()),
             items: vec![LineRequest { menu_id: "americano".into(), qty: 1 }],
         };

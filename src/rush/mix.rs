@@ -86,7 +86,7 @@ impl Mix {
             }
         }
         let customer = format!("guest-{:05}", rng.random_range(0..self.customers));
-        OrderRequest { customer: Some(customer), items }
+        OrderRequest { store: None, customer: Some(customer), items }
     }
 }
 

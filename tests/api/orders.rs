@@ -580,3 +580,20 @@ async fn the_store_scoped_routes_equal_the_default_stores_unscoped_ones() {
     assert_eq!(app.post("/stores/main/stations/bar-9/resume").await.status(), 404);
     app.shutdown().await;
 }
+
+/// API.md v2: `POST /orders` takes an optional `store`; an unknown one is a
+/// 400 `invalid_order` naming `store`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_may_name_its_store() {
+    let app = spawn_app().await;
+    let body = |store: &str| serde_json::json!({"store": store, "customer": "kim", "items": [{"menu_id": "americano", "qty": 1}]});
+    let placed = app.post_json("/orders", &body("main")).await;
+    assert_eq!(placed.status(), 201);
+    assert_eq!(placed.json::<serde_json::Value>().await.unwrap()["store"], "main");
+    let refused = app.post_json("/orders", &body("gangnam")).await;
+    assert_eq!(refused.status(), 400);
+    let problem: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "invalid_order");
+    assert!(problem["detail"].as_str().unwrap().contains("store"), "{problem}");
+    app.shutdown().await;
+}
