@@ -215,7 +215,7 @@ impl BaristaPool {
         self.admission.release();
         let station = &mut self.stations[index];
         station.started_ms = now_ms();
-        tell(ctx, &ticket.owner, TicketStarted { station: station.id.clone() });
+        tell(&ticket.owner, TicketStarted { station: station.id.clone() });
         if station.mode == StationMode::Auto {
             let brew = Duration::from_secs_f64(ticket.brew_ms as f64 * self.brew_scale / 1000.0);
             let order_id = ticket.order_id.clone();
@@ -251,7 +251,7 @@ impl BaristaPool {
         station.timer = None;
         station.made += 1;
         if let Some(ticket) = station.current.take() {
-            tell(ctx, &ticket.owner, TicketFinished);
+            tell(&ticket.owner, TicketFinished);
         }
         self.dispatch(ctx);
     }
@@ -264,7 +264,7 @@ impl BaristaPool {
         }
         if let Some(ticket) = station.current.take() {
             self.admission.force_reserve();
-            tell(ctx, &ticket.owner, TicketRequeued);
+            tell(&ticket.owner, TicketRequeued);
             self.insert(ticket);
         }
     }
@@ -345,7 +345,7 @@ impl Handler<EtaOf> for BaristaPool {
 /// Tells an order actor about a move of its ticket, without waiting for it
 /// to be handled (the order actor persists every move, in the order sent; see
 /// [`super::deliver`]).
-fn tell<M>(_: &mut Context<BaristaPool>, owner: &Addr<OrderActor>, msg: M)
+fn tell<M>(owner: &Addr<OrderActor>, msg: M)
 where
     M: Message<Result = ()> + Send + 'static,
     OrderActor: Handler<M>,

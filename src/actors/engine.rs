@@ -115,8 +115,9 @@ pub struct Engine {
     /// Orders answered 202 `placement_pending` whose placement may still run.
     pub pending: PendingPlacements,
     pub http_metrics: Arc<HttpMetrics>,
-    /// Station pauses and resumes, one at a time (each is kept on disk).
-    pub station_admin: tokio::sync::Mutex<()>,
+    /// Admin changes kept on disk (station pauses, the ordering pause,
+    /// sold-out marks), one at a time, so that disk and memory agree.
+    pub admin_changes: tokio::sync::Mutex<()>,
     /// The pickup numbers of the (one, default) store.
     pub numbers: PickupNumbers,
     /// The (one, default) store's ordering is paused: `POST /orders` is
@@ -214,7 +215,7 @@ impl Engine {
             placing: Placing::default(),
             pending: PendingPlacements::default(),
             http_metrics: Arc::default(),
-            station_admin: tokio::sync::Mutex::new(()),
+            admin_changes: tokio::sync::Mutex::new(()),
             numbers: PickupNumbers::default(),
             ordering_paused: AtomicBool::new(false),
             sold_out: std::sync::RwLock::default(),

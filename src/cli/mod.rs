@@ -230,12 +230,11 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let settings = Settings::load(config.as_deref(), &Overrides { bind, data_dir: data })?;
             // Connections are served on the order arbiters; this runtime only
             // accepts (and refuses), recovers, reconciles and probes the store.
-            let workers = if settings.server.connections_on_arbiters { 1 } else { num_cpus() };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(workers)
-                .enable_all()
-                .thread_name("crema-accept")
-                .build()?;
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if settings.server.connections_on_arbiters {
+                builder.worker_threads(1);
+            }
+            let runtime = builder.enable_all().thread_name("crema-accept").build()?;
             runtime.block_on(serve(settings))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -365,9 +364,4 @@ mod tests {
         let err = anyhow::Error::new(std::io::Error::other("disk")).context("opening the store");
         assert_eq!(error_chain(&err), "opening the store: disk");
     }
-}
-
-/// The cores this process may use (at least 1).
-fn num_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }

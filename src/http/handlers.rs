@@ -16,7 +16,7 @@ use warp::reply::Response;
 use super::error::ApiError;
 use super::idempotency::{self, Begin, InFlightKeys};
 use super::views::{OrderView, TicketJson};
-use crate::actors::barista::{self, EtaOf, ListQueue, ListStations, StationState};
+use crate::actors::barista::{self, EtaOf, ListQueue, ListStations, PoolError, StationState, StationView};
 use crate::actors::engine::{Engine, PlacingPermit};
 use crate::actors::order::{Cancel, GetOrder, OrderActor, Pickup, Place};
 use crate::actors::projection::GetStats;
@@ -130,10 +130,10 @@ pub async fn sold_out(engine: Arc<Engine>, store: String, change: Option<(String
     }
     known_store(&store)?;
     if let Some((item, sold_out)) = change {
-        if !engine.menu.items.iter().any(|known| known.id == item) {
+        if engine.menu.item(&item).is_none() {
             return Err(ApiError::MenuItemNotFound);
         }
-        let _one_at_a_time = engine.station_admin.lock().await;
+        let _one_at_a_time = engine.admin_changes.lock().await;
         let mut batch = Batch::new();
         if sold_out {
             batch.put_sold_out(&store, &item);
@@ -223,7 +223,11 @@ pub async fn place_order(
     if engine.ordering_paused.load(Ordering::Acquire) {
         return Err(ApiError::StorePaused);
     }
-    if let Some(line) = draft.lines.iter().find(|line| engine.sold_out().contains(&line.menu_id)) {
+    let unavailable = {
+        let sold_out = engine.sold_out();
+        draft.lines.iter().find(|line| sold_out.contains(&line.menu_id))
+    };
+    if let Some(line) = unavailable {
         return Err(ApiError::ItemUnavailable(format!("{} ({})", line.name, line.menu_id)));
     }
     // An open breaker refuses before anything is written or charged.
@@ -433,7 +437,7 @@ pub async fn stores(engine: Arc<Engine>) -> Reply {
 /// once the change is on disk, so it holds across a restart.
 pub async fn ordering(engine: Arc<Engine>, store: String, pause: bool) -> Reply {
     known_store(&store)?;
-    let _one_at_a_time = engine.station_admin.lock().await;
+    let _one_at_a_time = engine.admin_changes.lock().await;
     let mut batch = Batch::new();
     if pause {
         batch.put_ordering_paused(&store);
@@ -457,27 +461,8 @@ pub async fn station_action(engine: Arc<Engine>, id: String, action: StationActi
     let timeout = ask_timeout(&engine);
     let pool = &engine.pool;
     match action {
-        // A pause is kept across restarts: answered once it is on disk. One
-        // pause or resume at a time, so the disk and the pool agree.
-        StationAction::Pause => {
-            let _one_at_a_time = engine.station_admin.lock().await;
-            let view = pool.send(barista::Pause { station: id.clone() }).timeout(timeout).await??;
-            if let Err(err) = engine.writer.commit(std::mem::take(Batch::new().put_station_paused(&id))).await {
-                // Not kept, so not done: the station works on, as it would after a restart.
-                let _ = pool.send(barista::Resume { station: id }).timeout(timeout).await;
-                return Err(err.into());
-            }
-            Ok(json(StatusCode::OK, &view))
-        }
-        StationAction::Resume => {
-            let _one_at_a_time = engine.station_admin.lock().await;
-            let view = pool.send(barista::Resume { station: id.clone() }).timeout(timeout).await??;
-            if let Err(err) = engine.writer.commit(std::mem::take(Batch::new().delete_station_paused(&id))).await {
-                let _ = pool.send(barista::Pause { station: id }).timeout(timeout).await;
-                return Err(err.into());
-            }
-            Ok(json(StatusCode::OK, &view))
-        }
+        StationAction::Pause => set_station_paused(&engine, id, true).await,
+        StationAction::Resume => set_station_paused(&engine, id, false).await,
         StationAction::Done => Ok(json(StatusCode::OK, &pool.send(barista::Done { station: id }).timeout(timeout).await??)),
         StationAction::Next => match pool.send(barista::Next { station: id }).timeout(timeout).await?? {
             Some(ticket) => Ok(json(StatusCode::OK, &TicketJson::from(ticket))),
@@ -487,6 +472,35 @@ pub async fn station_action(engine: Arc<Engine>, id: String, action: StationActi
                 Ok(response)
             }
         },
+    }
+}
+
+/// Pauses or resumes a station. A pause is kept across restarts, so it is
+/// answered once it is on disk; one admin change at a time, so that the disk
+/// and the pool agree.
+async fn set_station_paused(engine: &Engine, id: String, paused: bool) -> Reply {
+    let _one_at_a_time = engine.admin_changes.lock().await;
+    let view = tell_pool_paused(engine, &id, paused).await??;
+    let mut batch = Batch::new();
+    if paused {
+        batch.put_station_paused(&id);
+    } else {
+        batch.delete_station_paused(&id);
+    }
+    if let Err(err) = engine.writer.commit(batch).await {
+        // Not kept, so not done: the station goes back to what a restart would find.
+        let _ = tell_pool_paused(engine, &id, !paused).await;
+        return Err(err.into());
+    }
+    Ok(json(StatusCode::OK, &view))
+}
+
+async fn tell_pool_paused(engine: &Engine, id: &str, paused: bool) -> Result<Result<StationView, PoolError>, actix::MailboxError> {
+    let (station, timeout) = (id.to_owned(), ask_timeout(engine));
+    if paused {
+        engine.pool.send(barista::Pause { station }).timeout(timeout).await
+    } else {
+        engine.pool.send(barista::Resume { station }).timeout(timeout).await
     }
 }
 
