@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::{manual_stations, spawn_app_with, TestApp};
 
 /// Reads server-sent events from `response` until `count` have arrived (or the stream ends).
 async fn read_events(response: &mut Option<reqwest::Response>, count: usize) -> Vec<(String, String, Value)> {
@@ -41,11 +41,7 @@ async fn read_events(response: &mut Option<reqwest::Response>, count: usize) -> 
 }
 
 async fn manual_app() -> TestApp {
-    spawn_app_with(|settings| {
-        settings.barista.mode = crema::config::StationMode::Manual;
-        settings.barista.stations = 1;
-    })
-    .await
+    spawn_app_with(|settings| manual_stations(settings, 1)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

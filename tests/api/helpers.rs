@@ -31,8 +31,18 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_in(tempfile::tempdir().unwrap(), configure).await
+}
+
+/// `stations` stations driven by hand (`next`/`done`): tickets wait until told.
+pub fn manual_stations(settings: &mut Settings, stations: usize) {
+    settings.barista.mode = crema::config::StationMode::Manual;
+    settings.barista.stations = stations;
+}
+
+/// An app over `dir` (a restart when it holds the data of an app before).
+async fn spawn_app_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Settings)) -> TestApp {
     crema::telemetry::init_for_tests();
-    let dir = tempfile::tempdir().unwrap();
     let mut settings = test_settings(dir.path());
     configure(&mut settings);
     let app = App::start(settings).await.expect("the app starts");
@@ -172,6 +182,12 @@ impl TestApp {
 
     pub async fn stats(&self) -> Value {
         self.json("/stats").await
+    }
+
+    /// Shuts down cleanly and starts again on the same data, configured by
+    /// `configure` (on top of the test settings).
+    pub async fn restart_with(self, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        spawn_app_in(self.shutdown().await, configure).await
     }
 
     pub async fn shutdown(mut self) -> tempfile::TempDir {

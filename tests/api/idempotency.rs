@@ -51,16 +51,13 @@ async fn a_key_survives_a_restart() {
     let app = spawn_app().await;
     let body = order_body(&[("espresso", 1)]);
     let first: serde_json::Value = app.place_with_key("restart-1", &body).await.json().await.unwrap();
-    let dir = app.shutdown().await;
-    let data = dir.path().join("data");
-    let app = spawn_app_with(move |settings| settings.store.data_dir = data).await;
+    let app = app.restart_with(|_| {}).await;
     let again = app.place_with_key("restart-1", &body).await;
     assert_eq!(again.status(), 201);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<serde_json::Value>().await.unwrap()["id"], first["id"]);
     assert_eq!(app.stats().await["payment"]["captured"], 0, "the restarted engine charged nothing");
     app.shutdown().await;
-    drop(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

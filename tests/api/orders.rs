@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{history, spawn_app, spawn_app_with, wait_until};
+use crate::helpers::{history, manual_stations, spawn_app, spawn_app_with, wait_until};
 
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -334,8 +334,7 @@ async fn both_connection_layouts_serve_the_whole_order_lifecycle() {
     for on_arbiters in [true, false] {
         let app = spawn_app_with(|settings| {
             settings.server.connections_on_arbiters = on_arbiters;
-            settings.barista.mode = crema::config::StationMode::Manual;
-            settings.barista.stations = 1;
+            manual_stations(settings, 1);
         })
         .await;
         let kept = app.place_ok(&[("americano", 1)]).await;
@@ -392,11 +391,7 @@ async fn a_repeated_pickup_answers_the_same_order() {
 /// goes on after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orders_get_pickup_numbers_that_go_on_after_a_restart() {
-    let manual = |settings: &mut crema::config::Settings| {
-        settings.barista.mode = crema::config::StationMode::Manual;
-        settings.barista.stations = 1;
-    };
-    let app = spawn_app_with(manual).await;
+    let app = spawn_app_with(|settings| manual_stations(settings, 1)).await;
     let mut numbers = Vec::new();
     for _ in 0..3 {
         let order = app.place_ok(&[("americano", 1)]).await;
@@ -407,17 +402,9 @@ async fn orders_get_pickup_numbers_that_go_on_after_a_restart() {
     let queue = app.json("/queue").await;
     let first = &queue["tickets"][0];
     assert_eq!((first["number"].as_u64(), first["customer"].as_str()), (Some(1), Some("kim")), "{queue}");
-    let dir = app.shutdown().await;
-
-    let data = dir.path().join("data");
-    let app = spawn_app_with(move |settings| {
-        manual(settings);
-        settings.store.data_dir = data;
-    })
-    .await;
+    let app = app.restart_with(|settings| manual_stations(settings, 1)).await;
     assert_eq!(app.place_ok(&[("latte", 1)]).await["number"], 4);
     app.shutdown().await;
-    drop(dir);
 }
 
 /// API.md v2: a store's ordering can be paused (an emergency stop): new
@@ -425,11 +412,7 @@ async fn orders_get_pickup_numbers_that_go_on_after_a_restart() {
 /// already placed go on being made, and the pause holds across a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_store_refuses_new_orders_before_any_charge_and_stays_paused_after_a_restart() {
-    let manual = |settings: &mut crema::config::Settings| {
-        settings.barista.mode = crema::config::StationMode::Manual;
-        settings.barista.stations = 1;
-    };
-    let app = spawn_app_with(manual).await;
+    let app = spawn_app_with(|settings| manual_stations(settings, 1)).await;
     assert_eq!(app.json("/stores").await["stores"][0]["ordering"], "open");
     let placed = app.place_ok(&[("americano", 1)]).await["id"].as_str().unwrap().to_owned();
     let paused = app.post("/stores/main/ordering/pause").await;
@@ -445,20 +428,12 @@ async fn a_paused_store_refuses_new_orders_before_any_charge_and_stays_paused_af
     assert_eq!(app.post("/stations/bar-1/done").await.status(), 200);
     app.wait_for(&placed, "ready", WAIT).await;
     assert_eq!(app.post("/stores/gangnam/ordering/pause").await.status(), 404);
-    let dir = app.shutdown().await;
-
-    let data = dir.path().join("data");
-    let app = spawn_app_with(move |settings| {
-        manual(settings);
-        settings.store.data_dir = data;
-    })
-    .await;
+    let app = app.restart_with(|settings| manual_stations(settings, 1)).await;
     assert_eq!(app.json("/stores").await["stores"][0]["ordering"], "paused", "kept across the restart");
     assert_eq!(app.place(&[("latte", 1)]).await.status(), 503);
     assert_eq!(app.post("/stores/main/ordering/resume").await.status(), 200);
     assert_eq!(app.place(&[("latte", 1)]).await.status(), 201);
     app.shutdown().await;
-    drop(dir);
 }
 
 /// API.md v2 "Sold out (86)": marked and cleared idempotently, shown in the
@@ -485,10 +460,7 @@ async fn a_sold_out_item_is_shown_refused_before_any_charge_and_kept_across_a_re
     assert_eq!(app.stats().await["payment"]["captured"], 0, "nothing was charged");
     assert_eq!(app.client.put(app.url("/stores/main/sold-out/mocha")).send().await.unwrap().status(), 404);
     assert_eq!(app.client.put(app.url("/stores/gangnam/sold-out/latte")).send().await.unwrap().status(), 404);
-    let dir = app.shutdown().await;
-
-    let data = dir.path().join("data");
-    let app = spawn_app_with(move |settings| settings.store.data_dir = data).await;
+    let app = app.restart_with(|_| {}).await;
     assert_eq!(app.json("/stores/main/sold-out").await["sold_out"], serde_json::json!(["latte"]), "kept");
     assert_eq!(app.place(&[("latte", 1)]).await.status(), 409);
     for _ in 0..2 {
@@ -498,7 +470,6 @@ async fn a_sold_out_item_is_shown_refused_before_any_charge_and_kept_across_a_re
     }
     assert_eq!(app.place(&[("latte", 1)]).await.status(), 201);
     app.shutdown().await;
-    drop(dir);
 }
 
 /// API.md v2 "the pickup shelf": ready orders not yet picked up, the
@@ -506,11 +477,7 @@ async fn a_sold_out_item_is_shown_refused_before_any_charge_and_kept_across_a_re
 /// after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pickup_shelf_lists_ready_orders_longest_ready_first_and_survives_a_restart() {
-    let manual = |settings: &mut crema::config::Settings| {
-        settings.barista.mode = crema::config::StationMode::Manual;
-        settings.barista.stations = 1;
-    };
-    let app = spawn_app_with(manual).await;
+    let app = spawn_app_with(|settings| manual_stations(settings, 1)).await;
     let mut ids = Vec::new();
     for _ in 0..3 {
         ids.push(app.place_ok(&[("espresso", 1)]).await["id"].as_str().unwrap().to_owned());
@@ -542,28 +509,16 @@ async fn the_pickup_shelf_lists_ready_orders_longest_ready_first_and_survives_a_
     .await;
     assert!(shelf.is_some(), "a picked-up order leaves the shelf");
     assert_eq!(app.get("/stores/gangnam/ready").await.status(), 404);
-    let dir = app.shutdown().await;
-
-    let data = dir.path().join("data");
-    let app = spawn_app_with(move |settings| {
-        manual(settings);
-        settings.store.data_dir = data;
-    })
-    .await;
+    let app = app.restart_with(|settings| manual_stations(settings, 1)).await;
     assert_eq!(shelf_ids(&app.json("/stores/main/ready").await), expected, "rebuilt by recovery");
     app.shutdown().await;
-    drop(dir);
 }
 
 /// API.md v2: the unscoped routes are the default store's; the scoped ones
 /// answer the same for `main` and 404 `store_not_found` for any other store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_scoped_routes_equal_the_default_stores_unscoped_ones() {
-    let app = spawn_app_with(|settings| {
-        settings.barista.mode = crema::config::StationMode::Manual;
-        settings.barista.stations = 2;
-    })
-    .await;
+    let app = spawn_app_with(|settings| manual_stations(settings, 2)).await;
     app.place_ok(&[("americano", 1)]).await;
     for path in ["menu", "queue", "stations"] {
         assert_eq!(app.json(&format!("/stores/main/{path}")).await, app.json(&format!("/{path}")).await, "{path}");

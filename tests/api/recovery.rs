@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{orders_until_killed, spawn_app_with, test_settings, wait_until, Process};
+use crate::helpers::{manual_stations, orders_until_killed, spawn_app_with, test_settings, wait_until, Process};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_order_survives_kill_9_and_is_made_after_restart() {
@@ -76,15 +76,7 @@ async fn a_brewing_order_goes_back_to_the_head_of_the_queue_after_a_restart() {
     let first = first["id"].as_str().unwrap().to_owned();
     app.wait_for(&first, "brewing", Duration::from_secs(5)).await;
     let second = app.place_ok(&[("espresso", 1)]).await["id"].as_str().unwrap().to_owned();
-    let dir = app.shutdown().await;
-
-    let data = dir.path().join("data");
-    let app = spawn_app_with(move |settings| {
-        settings.store.data_dir = data;
-        settings.barista.mode = crema::config::StationMode::Manual;
-        settings.barista.stations = 1;
-    })
-    .await;
+    let app = app.restart_with(|settings| manual_stations(settings, 1)).await;
     assert_eq!(app.recovery_requeued(), 1);
     // A brewing order's ticket is out of the index by design: no false alarm.
     assert_eq!(app.recovery_disagreements(), 0);
@@ -96,7 +88,6 @@ async fn a_brewing_order_goes_back_to_the_head_of_the_queue_after_a_restart() {
     let next: Value = app.station("bar-1", "next").await.json().await.unwrap();
     assert_eq!(next["order"], first.as_str());
     app.shutdown().await;
-    drop(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
