@@ -16,8 +16,8 @@ fn paid_order(id: String) -> Order {
         store: None,
         customer: Some("kim".into()),
         items: vec![
-            LineRequest { menu_id: "americano".into(), qty: 2 },
-            LineRequest { menu_id: "latte".into(), qty: 1 },
+            LineRequest::new("americano", 2),
+            LineRequest::new("latte", 1),
         ],
     };
     let draft = request.validate(&Menu::builtin()).expect("a valid order");
@@ -45,7 +45,7 @@ fn state_machine_bench(c: &mut Criterion) {
     let request = OrderRequest {
         store: None,
         customer: Some("kim".into()),
-        items: vec![LineRequest { menu_id: "americano".into(), qty: 2 }],
+        items: vec![LineRequest::new("americano", 2)],
     };
     let mut group = c.benchmark_group("state_machine");
     group.bench_function("validate_request", |b| b.iter(|| black_box(&request).validate(&menu).expect("valid")));

@@ -512,6 +512,48 @@ brew_ms = 100
     }
 
     #[test]
+    fn menu_options_in_the_file_mirror_the_json() {
+        let settings = load_text(
+            r#"
+[[menu.items]]
+id = "latte"
+name = "Latte"
+price = 5000
+brew_ms = 4000
+station = "espresso"
+[[menu.items.options]]
+id = "size"
+name = "Size"
+min = 1
+max = 1
+default = "tall"
+[[menu.items.options.choices]]
+id = "tall"
+name = "Tall"
+price = 0
+[[menu.items.options.choices]]
+id = "grande"
+name = "Grande"
+price = 500
+brew_ms = 500
+"#,
+        )
+        .unwrap();
+        let menu = settings.menu();
+        let size = menu.items[0].group("size").unwrap();
+        assert_eq!(menu.items[0].station, "espresso");
+        assert_eq!((size.min, size.max, size.default.as_deref()), (1, 1, Some("tall")));
+        assert_eq!(size.choice("grande").unwrap().brew_ms, 500);
+        assert_eq!(size.choice("tall").unwrap().brew_ms, 0, "brew_ms defaults to 0");
+        // A default that is not a choice is refused when the file is loaded.
+        let err = load_text(
+            "[[menu.items]]\nid = \"x\"\nname = \"X\"\nprice = 1\nbrew_ms = 1\n[[menu.items.options]]\nid = \"size\"\nname = \"Size\"\nmin = 1\nmax = 1\ndefault = \"huge\"\n[[menu.items.options.choices]]\nid = \"tall\"\nname = \"Tall\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("default"), "{err}");
+    }
+
+    #[test]
     fn values_that_would_refuse_everything_are_errors() {
         for text in [
             "[server]\nrequest_timeout_ms = 0\n",

@@ -31,6 +31,7 @@ use serde::Serialize;
 
 use super::order::{OrderActor, TicketFinished, TicketRequeued, TicketStarted};
 use crate::config::StationMode;
+use crate::domain::LineOption;
 use crate::domain::time::now_ms;
 
 /// Reserved places in the ticket queue. `try_reserve` before charging;
@@ -85,6 +86,9 @@ pub struct TicketItem {
     pub menu_id: String,
     pub name: String,
     pub qty: u32,
+    /// The chosen options (size, milk, extras), as the order echoes them.
+    pub options: Vec<LineOption>,
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -598,7 +602,13 @@ pub fn ticket_for(order: &crate::domain::Order, owner: Addr<OrderActor>) -> Tick
         items: order
             .lines
             .iter()
-            .map(|line| TicketItem { menu_id: line.menu_id.clone(), name: line.name.clone(), qty: line.qty })
+            .map(|line| TicketItem {
+                menu_id: line.menu_id.clone(),
+                name: line.name.clone(),
+                qty: line.qty,
+                options: line.options.clone(),
+                note: line.note.clone(),
+            })
             .collect(),
         brew_ms: order.brew_ms(),
         queued_ms: order

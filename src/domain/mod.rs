@@ -9,8 +9,8 @@ pub mod menu;
 pub mod order;
 pub mod time;
 
-pub use menu::{Menu, MenuItem};
+pub use menu::{Menu, MenuItem, OptionChoice, OptionGroup};
 pub use order::{
-    Draft, LineRequest, Order, OrderEvent, OrderLine, OrderRequest, OrderStatus, PaymentState,
+    Chosen, Draft, LineOption, LineRequest, Order, OrderEvent, OrderLine, OrderRequest, OrderStatus, PaymentState,
     PaymentStatus, TransitionError, ValidationError,
 };

@@ -13,9 +13,11 @@
 //! an explicit event with its own sequence number, so readers still see a
 //! strictly increasing `version`.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
-use super::menu::Menu;
+use super::menu::{Menu, MenuItem};
 
 /// Most lines one order may have.
 pub const MAX_LINES: usize = 20;
@@ -23,6 +25,8 @@ pub const MAX_LINES: usize = 20;
 pub const MAX_QTY: u32 = 20;
 /// Longest customer name, in characters.
 pub const MAX_CUSTOMER_CHARS: usize = 64;
+/// Longest note on a line, in characters.
+pub const MAX_NOTE_CHARS: usize = 140;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -98,9 +102,24 @@ pub struct OrderLine {
     pub qty: u32,
     pub unit_price: u64,
     pub line_total: u64,
-    /// Brew time of one unit, copied from the menu when ordered, so a menu change
-    /// does not change tickets already paid for.
+    /// Brew time of one unit (item and choices), copied from the menu when
+    /// ordered, so a menu change does not change tickets already paid for.
     pub brew_ms: u64,
+    /// The chosen options, resolved, in the menu's group and choice order.
+    pub options: Vec<LineOption>,
+    pub note: Option<String>,
+    /// The kind of station that makes it.
+    pub station: String,
+}
+
+/// One chosen option of a line, as the order echoes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LineOption {
+    pub group: String,
+    pub choice: String,
+    pub name: String,
+    /// Its surcharge per unit.
+    pub price: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,6 +149,37 @@ pub struct LineRequest {
     pub menu_id: String,
     #[schema(minimum = 1, maximum = 20)]
     pub qty: u32,
+    /// Option group id → one choice id, or a list of distinct choice ids.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, Chosen>,
+    /// A note for the barista (at most 140 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 140)]
+    pub note: Option<String>,
+}
+
+/// A group's value in a line: one choice id or several.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum Chosen {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Chosen {
+    fn ids(&self) -> &[String] {
+        match self {
+            Chosen::One(id) => std::slice::from_ref(id),
+            Chosen::Many(ids) => ids,
+        }
+    }
+}
+
+impl LineRequest {
+    /// A line of `qty` × `menu_id` with default options and no note.
+    pub fn new(menu_id: impl Into<String>, qty: u32) -> Self {
+        LineRequest { menu_id: menu_id.into(), qty, options: BTreeMap::new(), note: None }
+    }
 }
 
 /// Why an order request was refused; `field` names the offending JSON path.
@@ -158,6 +208,12 @@ pub struct Draft {
 impl OrderRequest {
     /// Checks the request against the menu and the bounds, and prices it.
     pub fn validate(&self, menu: &Menu) -> Result<Draft, ValidationError> {
+        self.validate_priced(menu, &|_| None)
+    }
+
+    /// As [`validate`](Self::validate), with a store's price overrides
+    /// (`prices(item id)`, `None` for the menu's price).
+    pub fn validate_priced(&self, menu: &Menu, prices: &dyn Fn(&str) -> Option<u64>) -> Result<Draft, ValidationError> {
         if let Some(store) = self.store.as_deref().filter(|store| *store != DEFAULT_STORE) {
             return Err(ValidationError::new("store", format!("unknown store {store:?}")));
         }
@@ -190,13 +246,26 @@ impl OrderRequest {
                     format!("must be 1-{MAX_QTY}"),
                 ));
             }
+            let options = resolve_options(item, line, index)?;
+            let note = check_note(line.note.as_deref(), index)?;
+            let price = prices(&item.id).unwrap_or(item.price);
+            let unit_price = price + options.iter().map(|option| option.price).sum::<u64>();
+            let brew_ms = item.brew_ms
+                + options
+                    .iter()
+                    .filter_map(|option| item.group(&option.group)?.choice(&option.choice))
+                    .map(|choice| choice.brew_ms)
+                    .sum::<u64>();
             lines.push(OrderLine {
                 menu_id: item.id.clone(),
                 name: item.name.clone(),
                 qty: line.qty,
-                unit_price: item.price,
-                line_total: item.price * u64::from(line.qty),
-                brew_ms: item.brew_ms,
+                unit_price,
+                line_total: unit_price * u64::from(line.qty),
+                brew_ms,
+                options,
+                note,
+                station: item.station.clone(),
             });
         }
         // Menu::validate bounds prices so that 20 × 20 units cannot overflow.
@@ -208,6 +277,68 @@ impl OrderRequest {
             currency: menu.currency.clone(),
         })
     }
+}
+
+/// The line's options resolved against its item: every group named must
+/// exist, every choice too, each at most once, within the group's min and max;
+/// an omitted required group takes its default.
+fn resolve_options(item: &MenuItem, line: &LineRequest, index: usize) -> Result<Vec<LineOption>, ValidationError> {
+    for group in line.options.keys() {
+        if item.group(group).is_none() {
+            return Err(ValidationError::new(
+                format!("items[{index}].options.{group}"),
+                format!("{:?} has no option group {group:?}", item.id),
+            ));
+        }
+    }
+    let mut resolved = Vec::new();
+    for group in &item.options {
+        let field = || format!("items[{index}].options.{}", group.id);
+        let chosen: Vec<&str> = match line.options.get(&group.id) {
+            Some(chosen) => chosen.ids().iter().map(String::as_str).collect(),
+            None if group.min == 0 => Vec::new(),
+            None => match &group.default {
+                Some(default) => vec![default.as_str()],
+                None => return Err(ValidationError::new(field(), "required, and it has no default")),
+            },
+        };
+        for (at, id) in chosen.iter().enumerate() {
+            if group.choice(id).is_none() {
+                return Err(ValidationError::new(field(), format!("unknown choice {id:?}")));
+            }
+            if chosen[..at].contains(id) {
+                return Err(ValidationError::new(field(), format!("choice {id:?} appears twice")));
+            }
+        }
+        let count = chosen.len() as u32;
+        if count < group.min || count > group.max {
+            let range = if group.min == group.max { group.min.to_string() } else { format!("{}-{}", group.min, group.max) };
+            return Err(ValidationError::new(field(), format!("choose {range}, got {count}")));
+        }
+        // In the menu's choice order, whatever order the request named them in.
+        for choice in group.choices.iter().filter(|choice| chosen.contains(&choice.id.as_str())) {
+            resolved.push(LineOption {
+                group: group.id.clone(),
+                choice: choice.id.clone(),
+                name: choice.name.clone(),
+                price: choice.price,
+            });
+        }
+    }
+    Ok(resolved)
+}
+
+/// A note is trimmed; an empty one is no note.
+fn check_note(note: Option<&str>, index: usize) -> Result<Option<String>, ValidationError> {
+    let Some(note) = note.map(str::trim).filter(|note| !note.is_empty()) else { return Ok(None) };
+    let field = || format!("items[{index}].note");
+    if note.chars().count() > MAX_NOTE_CHARS {
+        return Err(ValidationError::new(field(), format!("at most {MAX_NOTE_CHARS} characters")));
+    }
+    if note.chars().any(char::is_control) {
+        return Err(ValidationError::new(field(), "must not contain control characters"));
+    }
+    Ok(Some(note.to_owned()))
 }
 
 /// Something that happened to a paid order.
@@ -403,7 +534,7 @@ mod tests {
             customer: Some("kim".into()),
             items: items
                 .iter()
-                .map(|(id, qty)| LineRequest { menu_id: (*id).into(), qty: *qty })
+                .map(|(id, qty)| LineRequest::new(*id, *qty))
                 .collect(),
         }
     }
@@ -572,6 +703,84 @@ mod tests {
         assert_eq!(long_name.validate(&menu).unwrap_err().field, "customer");
         long_name.customer = Some("é".repeat(64));
         assert!(long_name.validate(&menu).is_ok(), "the limit counts characters, not bytes");
+    }
+
+    fn line(menu_id: &str, options: &[(&str, &[&str])]) -> OrderRequest {
+        let mut line = LineRequest::new(menu_id, 2);
+        for (group, ids) in options {
+            let chosen = match ids {
+                [one] => Chosen::One((*one).into()),
+                many => Chosen::Many(many.iter().map(|id| (*id).into()).collect()),
+            };
+            line.options.insert((*group).into(), chosen);
+        }
+        OrderRequest { store: None, customer: None, items: vec![line] }
+    }
+
+    #[test]
+    fn options_are_priced_timed_and_echoed_in_menu_order() {
+        let menu = Menu::builtin();
+        let draft = line("latte", &[("extras", &["vanilla", "extra_shot"]), ("size", &["grande"]), ("milk", &["oat"])])
+            .validate(&menu)
+            .unwrap();
+        let line = &draft.lines[0];
+        assert_eq!(line.unit_price, 5000 + 500 + 600 + 500 + 500);
+        assert_eq!(line.line_total, 2 * line.unit_price);
+        assert_eq!(line.brew_ms, 4000 + 500 + 1000 + 300);
+        let chosen: Vec<(&str, &str)> =
+            line.options.iter().map(|option| (option.group.as_str(), option.choice.as_str())).collect();
+        assert_eq!(chosen, [("size", "grande"), ("temperature", "hot"), ("milk", "oat"), ("extras", "extra_shot"), ("extras", "vanilla")]);
+        assert_eq!(line.station, "bar");
+    }
+
+    #[test]
+    fn a_v1_line_takes_the_defaults_and_keeps_its_v1_price() {
+        let draft = request(&[("latte", 1)]).validate(&Menu::builtin()).unwrap();
+        assert_eq!(draft.lines[0].unit_price, 5000);
+        let chosen: Vec<&str> = draft.lines[0].options.iter().map(|option| option.choice.as_str()).collect();
+        assert_eq!(chosen, ["tall", "hot"]);
+    }
+
+    #[test]
+    fn bad_options_name_the_line_group_and_choice() {
+        let menu = Menu::builtin();
+        let refused = |request: OrderRequest| request.validate(&menu).unwrap_err();
+        let err = refused(line("latte", &[("size", &["huge"])]));
+        assert_eq!(err.field, "items[0].options.size");
+        assert!(err.reason.contains("huge"), "{err}");
+        assert!(refused(line("espresso", &[("milk", &["oat"])])).reason.contains("no option group"));
+        assert!(refused(line("latte", &[("extras", &["vanilla", "vanilla"])])).reason.contains("twice"));
+        let err = refused(line("latte", &[("extras", &["vanilla", "caramel", "extra_shot", "decaf"])]));
+        assert_eq!((err.field.as_str(), err.reason.as_str()), ("items[0].options.extras", "choose 0-3, got 4"));
+        assert!(refused(line("latte", &[("size", &["tall", "grande"])])).reason.contains("choose 1, got 2"));
+        assert!(refused(line("latte", &[("size", &[])])).reason.contains("got 0"));
+        let mut menu = Menu::builtin();
+        menu.items[1].options[0].default = None;
+        assert!(line("latte", &[]).validate(&menu).unwrap_err().reason.contains("no default"));
+    }
+
+    #[test]
+    fn notes_are_trimmed_and_bounded() {
+        let menu = Menu::builtin();
+        let mut request = line("latte", &[]);
+        request.items[0].note = Some("  extra hot ".into());
+        assert_eq!(request.validate(&menu).unwrap().lines[0].note.as_deref(), Some("extra hot"));
+        request.items[0].note = Some("   ".into());
+        assert_eq!(request.validate(&menu).unwrap().lines[0].note, None);
+        request.items[0].note = Some("가".repeat(140));
+        assert!(request.validate(&menu).is_ok());
+        request.items[0].note = Some("가".repeat(141));
+        assert_eq!(request.validate(&menu).unwrap_err().field, "items[0].note");
+        request.items[0].note = Some("a\u{7}b".into());
+        assert_eq!(request.validate(&menu).unwrap_err().field, "items[0].note");
+    }
+
+    #[test]
+    fn a_store_price_replaces_the_item_price_not_the_surcharges() {
+        let draft = line("latte", &[("size", &["grande"])])
+            .validate_priced(&Menu::builtin(), &|id| (id == "latte").then_some(5200))
+            .unwrap();
+        assert_eq!(draft.lines[0].unit_price, 5700);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::actors::barista::{self, EtaOf, ListQueue, ListStations, PoolError, St
 use crate::actors::engine::{Engine, PlacingPermit};
 use crate::actors::order::{Cancel, GetOrder, OrderActor, Pickup, Place};
 use crate::actors::projection::GetStats;
-use crate::domain::{MenuItem, Order, OrderRequest, OrderStatus};
+use crate::domain::{Draft, MenuItem, Order, OrderRequest, OrderStatus};
 use crate::actors::projection::GetShelf;
 use crate::domain::order::DEFAULT_STORE;
 use crate::persistence::{Batch, IdempotentOutcome};
@@ -75,17 +75,74 @@ fn ensure_ready(engine: &Engine) -> Result<(), ApiError> {
 pub struct MenuItemJson<'a> {
     pub id: &'a str,
     pub name: &'a str,
-    /// In the currency's minor unit.
+    /// In the currency's minor unit (the store's price where it overrides the menu's).
     pub price: u64,
     /// One unit's brew time, before `barista.brew_scale`.
     pub brew_ms: u64,
+    /// The kind of station that makes it.
+    pub station: &'a str,
     /// `false` while the store has it sold out.
+    pub available: bool,
+    pub options: Vec<OptionGroupJson<'a>>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OptionGroupJson<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub min: u32,
+    pub max: u32,
+    /// The choice a required group takes when a line omits it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<&'a str>,
+    pub choices: Vec<OptionChoiceJson<'a>>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OptionChoiceJson<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    /// Surcharge per unit.
+    pub price: u64,
+    /// Extra brew time per unit.
+    pub brew_ms: u64,
+    /// `false` while the store has `group.choice` sold out.
     pub available: bool,
 }
 
 impl<'a> MenuItemJson<'a> {
-    fn new(item: &'a MenuItem, available: bool) -> Self {
-        MenuItemJson { id: &item.id, name: &item.name, price: item.price, brew_ms: item.brew_ms, available }
+    fn new(item: &'a MenuItem, sold_out: &std::collections::BTreeSet<String>) -> Self {
+        let options = item
+            .options
+            .iter()
+            .map(|group| OptionGroupJson {
+                id: &group.id,
+                name: &group.name,
+                min: group.min,
+                max: group.max,
+                default: group.default.as_deref(),
+                choices: group
+                    .choices
+                    .iter()
+                    .map(|choice| OptionChoiceJson {
+                        id: &choice.id,
+                        name: &choice.name,
+                        price: choice.price,
+                        brew_ms: choice.brew_ms,
+                        available: !sold_out.contains(&format!("{}.{}", group.id, choice.id)),
+                    })
+                    .collect(),
+            })
+            .collect();
+        MenuItemJson {
+            id: &item.id,
+            name: &item.name,
+            price: item.price,
+            brew_ms: item.brew_ms,
+            station: &item.station,
+            available: !sold_out.contains(&item.id),
+            options,
+        }
     }
 }
 
@@ -97,7 +154,7 @@ pub struct MenuJson<'a> {
 
 pub async fn menu(engine: Arc<Engine>) -> Reply {
     let sold_out = engine.sold_out();
-    let items = engine.menu.items.iter().map(|item| MenuItemJson::new(item, !sold_out.contains(&item.id))).collect();
+    let items = engine.menu.items.iter().map(|item| MenuItemJson::new(item, &sold_out)).collect();
     Ok(json(StatusCode::OK, &MenuJson { currency: &engine.menu.currency, items }))
 }
 
@@ -130,7 +187,11 @@ pub async fn sold_out(engine: Arc<Engine>, store: String, change: Option<(String
     }
     known_store(&store)?;
     if let Some((item, sold_out)) = change {
-        if engine.menu.item(&item).is_none() {
+        let known = match item.split_once('.') {
+            Some((group, choice)) => engine.menu.has_choice(group, choice),
+            None => engine.menu.item(&item).is_some(),
+        };
+        if !known {
             return Err(ApiError::MenuItemNotFound);
         }
         let _one_at_a_time = engine.admin_changes.lock().await;
@@ -184,6 +245,24 @@ async fn replay(engine: &Engine, outcome: IdempotentOutcome) -> Response {
     response
 }
 
+/// What of the draft is sold out, named for the customer: an item, or a choice on a line.
+fn sold_out_in(engine: &Engine, draft: &Draft) -> Option<String> {
+    let sold_out = engine.sold_out();
+    if sold_out.is_empty() {
+        return None;
+    }
+    draft.lines.iter().enumerate().find_map(|(index, line)| {
+        if sold_out.contains(&line.menu_id) {
+            return Some(format!("items[{index}]: {} ({}) is sold out", line.name, line.menu_id));
+        }
+        let option = line.options.iter().find(|option| sold_out.contains(&format!("{}.{}", option.group, option.choice)))?;
+        Some(format!(
+            "items[{index}].options.{}: {} ({}.{}) is sold out",
+            option.group, option.name, option.group, option.choice
+        ))
+    })
+}
+
 /// `POST /orders`: validate, check the key, reserve a queue place, then let a
 /// new order actor charge and establish the order.
 ///
@@ -223,12 +302,8 @@ pub async fn place_order(
     if engine.ordering_paused.load(Ordering::Acquire) {
         return Err(ApiError::StorePaused);
     }
-    let unavailable = {
-        let sold_out = engine.sold_out();
-        draft.lines.iter().find(|line| sold_out.contains(&line.menu_id))
-    };
-    if let Some(line) = unavailable {
-        return Err(ApiError::ItemUnavailable(format!("{} ({})", line.name, line.menu_id)));
+    if let Some(detail) = sold_out_in(&engine, &draft) {
+        return Err(ApiError::ItemUnavailable(detail));
     }
     // An open breaker refuses before anything is written or charged.
     if let Some(retry_after_s) = engine.payment_stats.open_retry_after_s() {

@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::actors::barista::{TicketItem, TicketView};
 use crate::domain::time::rfc3339;
-use crate::domain::{Order, OrderStatus, PaymentStatus};
+use crate::domain::{LineOption, Order, OrderStatus, PaymentStatus};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderView<'a> {
@@ -33,6 +33,10 @@ pub struct LineView<'a> {
     pub menu_id: &'a str,
     pub name: &'a str,
     pub qty: u32,
+    /// The chosen options, resolved (defaults included), in the menu's order.
+    pub options: &'a [LineOption],
+    pub note: Option<&'a str>,
+    /// The item's price at the store plus the chosen options' prices.
     pub unit_price: u64,
     pub line_total: u64,
 }
@@ -65,6 +69,8 @@ impl<'a> From<&'a Order> for OrderView<'a> {
                     menu_id: &line.menu_id,
                     name: &line.name,
                     qty: line.qty,
+                    options: &line.options,
+                    note: line.note.as_deref(),
                     unit_price: line.unit_price,
                     line_total: line.line_total,
                 })

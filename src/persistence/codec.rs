@@ -11,8 +11,9 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::domain::Order;
 
 /// The envelope format written today. Version 2 added the order's `store`
-/// and pickup `number`; version 1 records are still read (see [`v1`]).
-pub const FORMAT_VERSION: u8 = 2;
+/// and pickup `number`, version 3 a line's `options`, `note` and `station`
+/// kind; version 1 and 2 records are still read (see [`v1`], [`v2`]).
+pub const FORMAT_VERSION: u8 = 3;
 
 /// Which record an envelope holds; a mismatch means a bug or a corrupted value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,6 +132,7 @@ pub fn encode_order(order: &Order) -> Vec<u8> {
 pub fn decode_order(bytes: &[u8]) -> Result<Order, CodecError> {
     match envelope_version(bytes)? {
         1 => decode_body::<v1::Order>(Kind::Order, bytes).map(Order::from),
+        2 => decode_body::<v2::Order>(Kind::Order, bytes).map(Order::from),
         _ => decode(Kind::Order, bytes),
     }
 }
@@ -158,6 +160,7 @@ pub fn encode_idempotency(record: &IdempotencyRecord) -> Vec<u8> {
 pub fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyRecord, CodecError> {
     match envelope_version(bytes)? {
         1 => decode_body::<v1::IdempotencyRecord>(Kind::Idempotency, bytes).map(IdempotencyRecord::from),
+        2 => decode_body::<v2::IdempotencyRecord>(Kind::Idempotency, bytes).map(IdempotencyRecord::from),
         _ => decode(Kind::Idempotency, bytes),
     }
 }
@@ -167,7 +170,35 @@ pub fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyRecord, CodecError>
 mod v1 {
     use serde::Deserialize;
 
-    use crate::domain::order::{HistoryEntry, OrderLine, OrderStatus, PaymentState, DEFAULT_STORE};
+    use crate::domain::menu::DEFAULT_STATION_KIND;
+    use crate::domain::order::{HistoryEntry, OrderStatus, PaymentState, DEFAULT_STORE};
+
+    /// A line before options (versions 1 and 2).
+    #[derive(Deserialize)]
+    pub struct OrderLine {
+        menu_id: String,
+        name: String,
+        qty: u32,
+        unit_price: u64,
+        line_total: u64,
+        brew_ms: u64,
+    }
+
+    impl From<OrderLine> for crate::domain::OrderLine {
+        fn from(old: OrderLine) -> Self {
+            crate::domain::OrderLine {
+                menu_id: old.menu_id,
+                name: old.name,
+                qty: old.qty,
+                unit_price: old.unit_price,
+                line_total: old.line_total,
+                brew_ms: old.brew_ms,
+                options: Vec::new(),
+                note: None,
+                station: DEFAULT_STATION_KIND.to_owned(),
+            }
+        }
+    }
 
     #[derive(Deserialize)]
     pub struct Order {
@@ -195,7 +226,84 @@ mod v1 {
                 number: None,
                 customer: old.customer,
                 status: old.status,
-                lines: old.lines,
+                lines: old.lines.into_iter().map(Into::into).collect(),
+                total: old.total,
+                currency: old.currency,
+                payment: old.payment,
+                station: old.station,
+                queue_seq: old.queue_seq,
+                eta_ms: old.eta_ms,
+                created_ms: old.created_ms,
+                updated_ms: old.updated_ms,
+                version: old.version,
+                history: old.history,
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub struct IdempotencyRecord {
+        body_sha256: [u8; 32],
+        outcome: IdempotentOutcome,
+        created_ms: u64,
+    }
+
+    #[derive(Deserialize)]
+    enum IdempotentOutcome {
+        Created(Order),
+        Declined,
+    }
+
+    impl From<IdempotencyRecord> for super::IdempotencyRecord {
+        fn from(old: IdempotencyRecord) -> Self {
+            super::IdempotencyRecord {
+                body_sha256: old.body_sha256,
+                outcome: match old.outcome {
+                    IdempotentOutcome::Created(order) => super::IdempotentOutcome::Created(order.into()),
+                    IdempotentOutcome::Declined => super::IdempotentOutcome::Declined,
+                },
+                created_ms: old.created_ms,
+            }
+        }
+    }
+}
+
+/// The records of format version 2 (store and number, lines without options).
+mod v2 {
+    use serde::Deserialize;
+
+    use super::v1::OrderLine;
+    use crate::domain::order::{HistoryEntry, OrderStatus, PaymentState};
+
+    #[derive(Deserialize)]
+    pub struct Order {
+        id: String,
+        store: String,
+        number: Option<u16>,
+        customer: Option<String>,
+        status: OrderStatus,
+        lines: Vec<OrderLine>,
+        total: u64,
+        currency: String,
+        payment: PaymentState,
+        station: Option<String>,
+        queue_seq: Option<u64>,
+        eta_ms: Option<u64>,
+        created_ms: u64,
+        updated_ms: u64,
+        version: u64,
+        history: Vec<HistoryEntry>,
+    }
+
+    impl From<Order> for crate::domain::Order {
+        fn from(old: Order) -> Self {
+            crate::domain::Order {
+                id: old.id,
+                store: old.store,
+                number: old.number,
+                customer: old.customer,
+                status: old.status,
+                lines: old.lines.into_iter().map(Into::into).collect(),
                 total: old.total,
                 currency: old.currency,
                 payment: old.payment,
@@ -289,7 +397,7 @@ mod tests {
         let request = OrderRequest {
             store: None,
             customer: Some("kim".into()),
-            items: vec![LineRequest { menu_id: "latte".into(), qty: 3 }],
+            items: vec![LineRequest::new("latte", 3)],
         };
         let draft = request.validate(&Menu::builtin()).unwrap();
         let mut order = Order::paid("0190-abc".into(), draft, "k1".into(), "pay_1".into(), 42);
@@ -333,24 +441,45 @@ mod tests {
         assert!(matches!(decode_order(&trailing), Err(CodecError::Trailing(1))));
     }
 
-    /// A record as format version 1 wrote it: bincode writes a struct as its
-    /// fields in order, so the order's fields without `store` and `number`.
-    fn v1_order_bytes(order: &Order) -> Vec<u8> {
-        let fields = (
-            &order.id, &order.customer, order.status, &order.lines, order.total, &order.currency, &order.payment,
-            &order.station, order.queue_seq, order.eta_ms, order.created_ms, order.updated_ms, order.version,
-            &order.history,
+    /// An order as versions 1 and 2 knew it: lines without options, note or station.
+    fn without_options(mut order: Order) -> Order {
+        for line in &mut order.lines {
+            line.options.clear();
+            line.note = None;
+            line.station = "bar".into();
+        }
+        order
+    }
+
+    /// A record as format version 1 or 2 wrote it: bincode writes a struct as
+    /// its fields in order, so the order's fields (version 1: without `store`
+    /// and `number`), with lines of six fields.
+    fn old_order_bytes(version: u8, order: &Order) -> Vec<u8> {
+        let lines: Vec<_> = order
+            .lines
+            .iter()
+            .map(|line| (&line.menu_id, &line.name, line.qty, line.unit_price, line.line_total, line.brew_ms))
+            .collect();
+        let rest = (
+            order.status, &lines, order.total, &order.currency, &order.payment, &order.station, order.queue_seq,
+            order.eta_ms, order.created_ms, order.updated_ms, order.version, &order.history,
         );
-        let mut bytes = vec![1, Kind::Order as u8];
-        bincode::serde::encode_into_std_write(fields, &mut bytes, bincode::config::standard()).unwrap();
+        let mut bytes = vec![version, Kind::Order as u8];
+        let config = bincode::config::standard();
+        if version == 1 {
+            bincode::serde::encode_into_std_write((&order.id, &order.customer, rest), &mut bytes, config).unwrap();
+        } else {
+            let head = (&order.id, &order.store, order.number, &order.customer);
+            bincode::serde::encode_into_std_write((head, rest), &mut bytes, config).unwrap();
+        }
         bytes
     }
 
     #[test]
     fn version_1_records_are_read_as_orders_of_the_default_store_without_a_number() {
-        let mut expected = order();
+        let mut expected = without_options(order());
         expected.number = None;
-        let decoded = decode_order(&v1_order_bytes(&expected)).expect("a v1 order decodes");
+        let decoded = decode_order(&old_order_bytes(1, &expected)).expect("a v1 order decodes");
         assert_eq!(decoded, expected);
         assert_eq!((decoded.store.as_str(), decoded.number), ("main", None));
 
@@ -358,13 +487,42 @@ mod tests {
         let mut bytes = vec![1, Kind::Idempotency as u8];
         bincode::serde::encode_into_std_write([7u8; 32], &mut bytes, bincode::config::standard()).unwrap();
         bytes.push(0); // IdempotentOutcome::Created
-        bytes.extend_from_slice(&v1_order_bytes(&expected)[2..]);
+        bytes.extend_from_slice(&old_order_bytes(1, &expected)[2..]);
         bincode::serde::encode_into_std_write(5u64, &mut bytes, bincode::config::standard()).unwrap();
         let record = decode_idempotency(&bytes).expect("a v1 idempotency record decodes");
         assert_eq!(record.outcome, IdempotentOutcome::Created(expected));
         assert_eq!((record.body_sha256, record.created_ms), ([7; 32], 5));
-        // Written again, it is version 2.
-        assert_eq!(encode_order(&decoded)[0], 2);
+        // Written again, it is today's version.
+        assert_eq!(encode_order(&decoded)[0], FORMAT_VERSION);
+    }
+
+    #[test]
+    fn version_2_records_are_read_with_lines_without_options() {
+        let mut expected = without_options(order());
+        expected.store = "gangnam".into();
+        let decoded = decode_order(&old_order_bytes(2, &expected)).expect("a v2 order decodes");
+        assert_eq!(decoded, expected);
+        assert_eq!((decoded.store.as_str(), decoded.number), ("gangnam", Some(17)));
+        assert!(decoded.lines[0].options.is_empty());
+
+        let mut bytes = vec![2, Kind::Idempotency as u8];
+        bincode::serde::encode_into_std_write([7u8; 32], &mut bytes, bincode::config::standard()).unwrap();
+        bytes.push(0);
+        bytes.extend_from_slice(&old_order_bytes(2, &expected)[2..]);
+        bincode::serde::encode_into_std_write(5u64, &mut bytes, bincode::config::standard()).unwrap();
+        assert_eq!(decode_idempotency(&bytes).unwrap().outcome, IdempotentOutcome::Created(expected));
+    }
+
+    #[test]
+    fn an_order_with_options_and_a_note_round_trips() {
+        let mut request = OrderRequest { store: None, customer: None, items: vec![LineRequest::new("latte", 1)] };
+        request.items[0].options.insert("milk".into(), crate::domain::Chosen::One("oat".into()));
+        request.items[0].note = Some("extra hot".into());
+        let draft = request.validate(&Menu::builtin()).unwrap();
+        let order = Order::paid("o".into(), draft, "k".into(), "p".into(), 1);
+        let decoded = decode_order(&encode_order(&order)).unwrap();
+        assert_eq!(decoded, order);
+        assert_eq!(decoded.lines[0].note.as_deref(), Some("extra hot"));
     }
 
     #[test]

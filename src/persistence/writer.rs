@@ -245,7 +245,7 @@ mod tests {
         let request = OrderRequest {
             store: None,
             customer: Some("lee".into()),
-            items: vec![LineRequest { menu_id: "americano".into(), qty: 1 }],
+            items: vec![LineRequest::new("americano", 1)],
         };
         Order::paid(id.into(), request.validate(&Menu::builtin()).unwrap(), format!("k-{id}"), "p".into(), 1)
     }

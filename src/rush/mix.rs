@@ -82,7 +82,7 @@ impl Mix {
             let qty = if rng.random_bool(0.8) { 1 } else { 2 };
             match items.iter_mut().find(|line| &line.menu_id == menu_id) {
                 Some(line) => line.qty += qty,
-                None => items.push(LineRequest { menu_id: menu_id.clone(), qty }),
+                None => items.push(LineRequest::new(menu_id.clone(), qty)),
             }
         }
         let customer = format!("guest-{:05}", rng.random_range(0..self.customers));

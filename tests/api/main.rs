@@ -7,6 +7,7 @@ mod faults;
 mod hardening;
 mod helpers;
 mod idempotency;
+mod options;
 mod orders;
 mod payment;
 mod recovery;

@@ -219,3 +219,42 @@ test("an item marked sold out on the barista screen cannot be ordered on the cus
     await crema.stop();
   }
 });
+
+test("a latte ordered with options on the customer page is priced as it changes and reaches the barista with them", async () => {
+  const crema = await startCrema({ CREMA_BARISTA__MODE: "manual" });
+  try {
+    const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, locale: "en-US" });
+    await phone.goto(crema.base + "/");
+    await phone.getByTestId("customize-latte").click();
+    const price = phone.getByTestId("customize-price");
+    assert.match(await price.textContent(), /₩\s?5,000/, "tall, hot, no extras: the item's price");
+    await phone.getByTestId("choice-size-grande").click();
+    await phone.getByTestId("choice-milk-oat").click();
+    await phone.getByTestId("choice-extras-extra_shot").click();
+    await phone.getByTestId("choice-extras-vanilla").click();
+    await phone.getByTestId("choice-extras-caramel").click();
+    assert.equal(await phone.getByTestId("choice-extras-decaf").isDisabled(), true, "at most 3 extras");
+    await phone.getByTestId("choice-extras-caramel").click();
+    assert.equal(await phone.getByTestId("choice-extras-decaf").isDisabled(), false);
+    assert.match(await price.textContent(), /₩\s?7,100/, "5,000 + 500 + 600 + 500 + 500");
+    await phone.getByTestId("customize-note").fill("extra hot");
+    await phone.getByTestId("customize-add").click();
+    assert.match(await phone.locator("#total").textContent(), /₩\s?7,100/);
+    await phone.getByTestId("place").click();
+    await phone.getByTestId("status").filter({ hasText: "queued" }).waitFor();
+    const orderId = await phone.evaluate(() => localStorage.getItem("crema.order"));
+    const order = await (await fetch(`${crema.base}/orders/${orderId}`)).json();
+    assert.equal(order.total, 7100, "the server priced it the same");
+    assert.deepEqual(order.items[0].options.map((o) => o.choice), ["grande", "hot", "oat", "extra_shot", "vanilla"]);
+    assert.equal(order.items[0].note, "extra hot");
+
+    const barista = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    await barista.goto(crema.base + "/barista");
+    const ticket = barista.locator(`[data-testid=ticket][data-order="${orderId}"]`);
+    await ticket.waitFor();
+    assert.match(await ticket.textContent(), /Grande, Hot, Oat milk, Extra shot, Vanilla syrup/);
+    assert.equal(await ticket.getByTestId("ticket-note").textContent(), "“extra hot”");
+  } finally {
+    await crema.stop();
+  }
+});
