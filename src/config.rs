@@ -27,6 +27,37 @@ pub struct Settings {
     pub barista: BaristaSettings,
     pub orders: OrderSettings,
     pub menu: MenuSettings,
+    /// The chain's stores (API.md contract v2); none configured is one store `main`.
+    pub stores: Vec<StoreConfig>,
+}
+
+/// One store of the chain: `[[stores]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// 1–32 of `[a-z0-9-]`; used in URLs and keys.
+    pub id: String,
+    pub name: String,
+    /// Refuse an order (503 `store_busy`) whose estimated ready time is further away than this.
+    #[serde(default)]
+    pub max_wait_s: Option<u64>,
+    /// Prices of this store that differ from the menu's: item id → price.
+    #[serde(default)]
+    pub prices: std::collections::BTreeMap<String, u64>,
+    pub stations: Vec<StationConfig>,
+}
+
+/// One station of a store: `[[stores.stations]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StationConfig {
+    pub id: String,
+    /// The station kinds it makes; omitted, every kind.
+    #[serde(default)]
+    pub serves: Option<Vec<String>>,
+    /// `auto` or `manual`; omitted, `barista.mode`.
+    #[serde(default)]
+    pub mode: Option<StationMode>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -195,6 +226,7 @@ impl Default for Settings {
             barista: BaristaSettings::default(),
             orders: OrderSettings::default(),
             menu: MenuSettings::default(),
+            stores: Vec::new(),
         }
     }
 }
@@ -313,7 +345,7 @@ impl From<config::ConfigError> for ConfigError {
 }
 
 /// The sections of [`Settings`], the only `CREMA_<SECTION>__…` prefixes read.
-const SECTIONS: [&str; 6] = ["server", "store", "payment", "barista", "orders", "menu"];
+const SECTIONS: [&str; 7] = ["server", "store", "payment", "barista", "orders", "menu", "stores"];
 
 /// The `CREMA_*` variables that are crema configuration: those of the shape
 /// `CREMA_<SECTION>__<KEY>`. A variable of that shape whose section is not one
@@ -370,6 +402,82 @@ impl Settings {
         } else {
             Menu { currency: self.menu.currency.clone(), items: self.menu.items.clone() }
         }
+    }
+
+    /// The stores to run: the configured ones, or one store `main` with
+    /// `barista.stations` stations (`bar-1`, …) serving every kind. The first
+    /// is the default store, which the unscoped routes are.
+    pub fn stores(&self) -> Vec<StoreConfig> {
+        if !self.stores.is_empty() {
+            return self.stores.clone();
+        }
+        vec![StoreConfig {
+            id: crate::domain::order::DEFAULT_STORE.to_owned(),
+            name: "Main".to_owned(),
+            max_wait_s: None,
+            prices: Default::default(),
+            stations: (1..=self.barista.stations)
+                .map(|n| StationConfig { id: format!("bar-{n}"), serves: None, mode: None })
+                .collect(),
+        }]
+    }
+
+    /// Checks `[[stores]]` against the menu: unique slug ids, 1–256 stations
+    /// each with a unique id, prices of known items, and every station kind
+    /// of the menu served by some station of every store (else its orders
+    /// could be paid for and never made).
+    fn validate_stores(&self, menu: &Menu) -> Result<(), String> {
+        let slug = |id: &str| (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let mut ids = std::collections::HashSet::new();
+        for store in &self.stores() {
+            let at = format!("stores: store {:?}", store.id);
+            if !slug(&store.id) {
+                return Err(format!("{at}: the id must be 1-32 of [a-z0-9-]"));
+            }
+            if !ids.insert(store.id.clone()) {
+                return Err(format!("{at} appears twice"));
+            }
+            if store.name.trim().is_empty() || store.name.chars().count() > 64 {
+                return Err(format!("{at}: name must be 1-64 characters"));
+            }
+            if store.stations.is_empty() || store.stations.len() > 256 {
+                return Err(format!("{at} must have 1-256 stations"));
+            }
+            if store.max_wait_s == Some(0) {
+                return Err(format!("{at}: max_wait_s must be at least 1 (0 would refuse everything)"));
+            }
+            let mut stations = std::collections::HashSet::new();
+            for station in &store.stations {
+                if !slug(&station.id) || !stations.insert(station.id.as_str()) {
+                    return Err(format!("{at}: station id {:?} must be unique and 1-32 of [a-z0-9-]", station.id));
+                }
+                for kind in station.serves.iter().flatten() {
+                    if !menu.station_kinds().contains(&kind.as_str()) {
+                        return Err(format!(
+                            "{at}: station {:?} serves {kind:?}, which no menu item names (kinds: {})",
+                            station.id,
+                            menu.station_kinds().join(", ")
+                        ));
+                    }
+                }
+            }
+            for kind in menu.station_kinds() {
+                let served = store.stations.iter().any(|station| station.serves.as_ref().is_none_or(|kinds| kinds.iter().any(|k| k == kind)));
+                if !served {
+                    return Err(format!("{at}: no station serves {kind:?}, so its items could be paid for and never made"));
+                }
+            }
+            for (item, price) in &store.prices {
+                let Some(menu_item) = menu.item(item) else {
+                    return Err(format!("{at}: prices names {item:?}, which is not on the menu"));
+                };
+                let surcharges: u64 = menu_item.options.iter().flat_map(|group| &group.choices).map(|choice| choice.price).sum();
+                if price.saturating_add(surcharges) > u64::MAX / 800 {
+                    return Err(format!("{at}: the price of {item:?} is absurd"));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -435,7 +543,9 @@ impl Settings {
                 "menu.currency {currency:?} must be an ISO 4217 code: three capital letters, e.g. KRW or EUR"
             )));
         }
-        self.menu().validate().map_err(ConfigError::Invalid)
+        let menu = self.menu();
+        menu.validate().map_err(ConfigError::Invalid)?;
+        self.validate_stores(&menu).map_err(ConfigError::Invalid)
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -551,6 +661,55 @@ brew_ms = 500
         )
         .unwrap_err();
         assert!(err.to_string().contains("default"), "{err}");
+    }
+
+    #[test]
+    fn stores_default_to_main_and_are_checked_against_the_menu() {
+        let settings = Settings::default();
+        let stores = settings.stores();
+        assert_eq!(stores.len(), 1);
+        assert_eq!((stores[0].id.as_str(), stores[0].stations.len()), ("main", 3));
+        assert_eq!(stores[0].stations[2].id, "bar-3");
+
+        let chain = r#"
+[[stores]]
+id = "gangnam"
+name = "Gangnam"
+max_wait_s = 600
+prices = { latte = 5200 }
+[[stores.stations]]
+id = "bar-1"
+serves = ["bar"]
+[[stores.stations]]
+id = "oven"
+serves = ["kitchen"]
+mode = "manual"
+[[stores]]
+id = "hongdae"
+name = "Hongdae"
+[[stores.stations]]
+id = "bar-1"
+"#;
+        let settings = load_text(chain).unwrap();
+        let stores = settings.stores();
+        assert_eq!(stores.iter().map(|store| store.id.as_str()).collect::<Vec<_>>(), ["gangnam", "hongdae"]);
+        assert_eq!(stores[0].prices["latte"], 5200);
+        assert_eq!(stores[0].max_wait_s, Some(600));
+        assert_eq!(stores[0].stations[1].mode, Some(StationMode::Manual));
+        assert_eq!(stores[1].stations[0].serves, None);
+
+        for (broken, says) in [
+            (chain.replace("\"hongdae\"", "\"gangnam\""), "twice"),
+            (chain.replace("id = \"hongdae\"", "id = \"Hong Dae\""), "[a-z0-9-]"),
+            (chain.replace("serves = [\"kitchen\"]", "serves = [\"bar\"]"), "no station serves \"kitchen\""),
+            (chain.replace("serves = [\"kitchen\"]", "serves = [\"oven\"]"), "no menu item names"),
+            (chain.replace("latte = 5200", "mocha = 5200"), "not on the menu"),
+            (chain.replace("id = \"oven\"", "id = \"bar-1\""), "unique"),
+            (chain.replace("max_wait_s = 600", "max_wait_s = 0"), "max_wait_s"),
+        ] {
+            let err = load_text(&broken).unwrap_err().to_string();
+            assert!(err.contains(says), "{says}: {err}");
+        }
     }
 
     #[test]

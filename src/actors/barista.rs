@@ -136,6 +136,8 @@ impl From<&Ticket> for TicketView {
 struct Station {
     id: String,
     mode: StationMode,
+    /// The kinds of ticket it takes; `None`: every kind.
+    serves: Option<Vec<String>>,
     paused: bool,
     current: Option<Ticket>,
     /// The station actor that brews; replaced when it crashes.
@@ -174,13 +176,23 @@ pub struct BaristaPool {
     faults: Arc<StationFaults>,
 }
 
+/// A station as configured: its id, mode and the kinds it serves (`None`: all).
+#[derive(Debug, Clone)]
+pub struct StationSetup {
+    pub id: String,
+    pub mode: StationMode,
+    pub serves: Option<Vec<String>>,
+}
+
 impl BaristaPool {
     /// Must be called on the arbiter the pool will run on: the station actors start there.
-    pub fn new(stations: usize, mode: StationMode, brew_scale: f64, admission: Arc<Admission>, faults: Arc<StationFaults>) -> Self {
-        let stations = (1..=stations)
-            .map(|n| Station {
-                id: format!("bar-{n}"),
-                mode,
+    pub fn new(stations: Vec<StationSetup>, brew_scale: f64, admission: Arc<Admission>, faults: Arc<StationFaults>) -> Self {
+        let stations = stations
+            .into_iter()
+            .map(|setup| Station {
+                id: setup.id,
+                mode: setup.mode,
+                serves: setup.serves,
                 paused: false,
                 current: None,
                 worker: StationActor { faults: faults.clone() }.start(),

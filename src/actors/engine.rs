@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::barista::{Admission, BaristaPool, StationFaults};
+use super::stores::Stores;
 use super::directory::Directory;
 use super::order::OrderActor;
 use super::breaker::Breaker;
@@ -99,8 +99,8 @@ pub struct Engine {
     /// a charge is a message to the actor on the order actor's own thread.
     payments: Vec<Addr<PaymentActor>>,
     pub payment_stats: Arc<PaymentStats>,
-    pub pool: Addr<BaristaPool>,
-    pub admission: Arc<Admission>,
+    /// The chain's stores, each with its own pool, queue, numbers, pause and sold-out marks.
+    pub stores: Stores,
     pub projection: Addr<Projection>,
     pub events: EventLog,
     pub directory: Directory,
@@ -118,39 +118,6 @@ pub struct Engine {
     /// Admin changes kept on disk (station pauses, the ordering pause,
     /// sold-out marks), one at a time, so that disk and memory agree.
     pub admin_changes: tokio::sync::Mutex<()>,
-    /// The pickup numbers of the (one, default) store.
-    pub numbers: PickupNumbers,
-    /// The (one, default) store's ordering is paused: `POST /orders` is
-    /// refused with 503 `store_paused` before any charge. Kept on disk.
-    pub ordering_paused: AtomicBool,
-    /// Menu items the (one, default) store has sold out ("86"): shown as
-    /// unavailable and refused with 409 `item_unavailable` before any charge.
-    pub sold_out: std::sync::RwLock<std::collections::BTreeSet<String>>,
-}
-
-/// A store's pickup numbers: 1, 2, … 999, then 1 again (API.md contract v2).
-/// Given to an order when it is charged, so a declined order takes none.
-/// Not persisted on their own: recovery goes on from the newest order's.
-#[derive(Debug, Default)]
-pub struct PickupNumbers {
-    last: std::sync::atomic::AtomicU16,
-}
-
-impl PickupNumbers {
-    pub const MAX: u16 = 999;
-
-    pub fn next(&self) -> u16 {
-        let previous = self
-            .last
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| Some(last % Self::MAX + 1))
-            .unwrap_or_default();
-        previous % Self::MAX + 1
-    }
-
-    /// The next number is the one after `number` (recovery).
-    pub fn continue_after(&self, number: u16) {
-        self.last.store(number.min(Self::MAX), Ordering::Release);
-    }
 }
 
 impl Engine {
@@ -183,13 +150,7 @@ impl Engine {
                 })
                 .collect()
         };
-        let admission = Arc::new(Admission::new(settings.barista.max_queue));
-        let pool = {
-            let (stations, mode, scale) = (settings.barista.stations, settings.barista.mode, settings.barista.brew_scale);
-            let admission = admission.clone();
-            let faults = Arc::new(StationFaults { panics_left: AtomicUsize::new(settings.barista.inject_panics) });
-            BaristaPool::start_in_arbiter(system.core(), move |_| BaristaPool::new(stations, mode, scale, admission, faults))
-        };
+        let stores = Stores::start(&settings, system.core());
         let events = EventLog::default();
         let projection = {
             let store = store.clone();
@@ -203,8 +164,7 @@ impl Engine {
             writer,
             payments,
             payment_stats,
-            pool,
-            admission,
+            stores,
             projection,
             events,
             directory: Directory::default(),
@@ -216,20 +176,12 @@ impl Engine {
             pending: PendingPlacements::default(),
             http_metrics: Arc::default(),
             admin_changes: tokio::sync::Mutex::new(()),
-            numbers: PickupNumbers::default(),
-            ordering_paused: AtomicBool::new(false),
-            sold_out: std::sync::RwLock::default(),
         }))
     }
 
     /// The payment actor on this thread's order arbiter (the first one elsewhere).
     pub fn payment(&self) -> &Addr<PaymentActor> {
         &self.payments[order_arbiter_index().unwrap_or(0) % self.payments.len()]
-    }
-
-    /// The sold-out items, as they are now.
-    pub fn sold_out(&self) -> std::sync::RwLockReadGuard<'_, std::collections::BTreeSet<String>> {
-        self.sold_out.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The arbiter for the next order actor (round-robin).
@@ -354,21 +306,7 @@ impl Drop for PlacingPermit {
 
 #[cfg(test)]
 mod placing_tests {
-    use super::{PickupNumbers, Placing};
-
-    #[test]
-    fn pickup_numbers_count_1_to_999_then_wrap_and_go_on_after_a_restart() {
-        let numbers = PickupNumbers::default();
-        assert_eq!((numbers.next(), numbers.next()), (1, 2));
-        let all: Vec<u16> = (0..999).map(|_| numbers.next()).collect();
-        assert_eq!(all[..3], [3, 4, 5]);
-        assert_eq!(all[996], 999);
-        assert_eq!(all[997..], [1, 2], "after 999 comes 1");
-        let restarted = PickupNumbers::default();
-        restarted.continue_after(998);
-        assert_eq!((restarted.next(), restarted.next(), restarted.next()), (999, 1, 2));
-    }
-
+    use super::Placing;
 
     #[test]
     fn permits_are_capped_and_given_back_on_drop() {

@@ -4,7 +4,7 @@
 //! |--------------|----------------------------------------------|-------------------------|
 //! | `order`      | one order's state machine and saga           | the order arbiter that served its `POST` |
 //! | `payment`    | a gateway client; one per order arbiter, sharing one breaker and bulkhead | each order arbiter |
-//! | `barista`    | the ticket queue and the stations            | the core arbiter        |
+//! | `barista`    | one store's ticket queue and stations (one pool per store, see [`stores`]) | the core arbiter |
 //! | `projection` | counts by status, throughput                 | the core arbiter        |
 //! | store writer | RocksDB writes (`crate::persistence::writer`) | its own thread          |
 //!
@@ -19,6 +19,7 @@ pub mod event_log;
 pub mod order;
 pub mod payment;
 pub mod projection;
+pub mod stores;
 
 use actix::prelude::*;
 

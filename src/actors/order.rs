@@ -247,6 +247,7 @@ impl Handler<Place> for OrderActor {
         let id = self.id.clone();
         let me = ctx.address();
         let Place { draft, payment_key, idempotency, held } = msg;
+        let store = draft.store.clone();
         let saga = async move {
             let intent = PaymentIntent {
                 key: payment_key.clone(),
@@ -267,7 +268,8 @@ impl Handler<Place> for OrderActor {
             match charged {
                 Ok(payment_id) => {
                     let mut order = Order::paid(id.clone(), draft, payment_key.clone(), payment_id, now_ms());
-                    order.number = Some(engine.numbers.next());
+                    let store = engine.stores.of(&order.store);
+                    order.number = Some(store.numbers.next());
                     let queue_seq = engine.next_queue_seq();
                     order.apply(OrderEvent::Queued { queue_seq }, now_ms())?;
                     let mut batch = Batch::new();
@@ -287,7 +289,7 @@ impl Handler<Place> for OrderActor {
                         }
                         return Err(OrderError::NotStored { refunded });
                     }
-                    if !super::deliver(&engine.pool, Enqueue(ticket_for(&order, me))) {
+                    if !super::deliver(&store.pool, Enqueue(ticket_for(&order, me))) {
                         tracing::error!(order = %id, "the barista pool is gone; the ticket waits on disk for a restart");
                     }
                     Ok(Arc::new(order))
@@ -323,7 +325,7 @@ impl Handler<Place> for OrderActor {
                 }
                 Err(_) => {
                     // No ticket joined the queue: give back the place reserved for it.
-                    act.engine.admission.release();
+                    act.engine.stores.of(&store).admission.release();
                     ctx.stop();
                 }
             }
@@ -364,7 +366,7 @@ impl Handler<Cancel> for OrderActor {
             return AtomicResponse::new(Box::pin(fut::ready(Err(err.into()))));
         }
         let status = order.status;
-        let withdraw = self.engine.pool.send(Withdraw { order_id: self.id.clone() });
+        let withdraw = self.engine.stores.of(&order.store).pool.send(Withdraw { order_id: self.id.clone() });
         AtomicResponse::new(Box::pin(withdraw.into_actor(self).then(move |answer, act, _| -> Step<Result<Arc<Order>, OrderError>> {
             match answer {
                 Err(_) => Box::pin(fut::ready(Err(OrderError::ShuttingDown))),
@@ -386,8 +388,9 @@ impl Handler<Cancel> for OrderActor {
                                 // the pool gave up goes back, in its old place.
                                 if !matches!(withdrawal, Withdrawal::NotHeld) {
                                     if let Some(order) = &act.order {
-                                        act.engine.admission.force_reserve();
-                                        if !super::deliver(&act.engine.pool, Enqueue(ticket_for(order, ctx.address()))) {
+                                        let store = act.engine.stores.of(&order.store);
+                                        store.admission.force_reserve();
+                                        if !super::deliver(&store.pool, Enqueue(ticket_for(order, ctx.address()))) {
                                             tracing::error!(order = %act.id, "the barista pool is gone; the ticket waits on disk for a restart");
                                         }
                                     }

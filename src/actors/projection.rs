@@ -198,6 +198,7 @@ impl Handler<Seed> for Projection {
 #[derive(Message)]
 #[rtype(result = "(Vec<Arc<Order>>, u64)")]
 pub struct GetShelf {
+    pub store: String,
     pub limit: usize,
 }
 
@@ -205,8 +206,9 @@ impl Handler<GetShelf> for Projection {
     type Result = MessageResult<GetShelf>;
 
     fn handle(&mut self, msg: GetShelf, _: &mut Self::Context) -> Self::Result {
-        let orders = self.shelf.by_age.values().take(msg.limit).cloned().collect();
-        MessageResult((orders, self.counts.get(&OrderStatus::Ready).copied().unwrap_or(0)))
+        let here = || self.shelf.by_age.values().filter(|order| order.store == msg.store);
+        let orders = here().take(msg.limit).cloned().collect();
+        MessageResult((orders, here().count() as u64))
     }
 }
 

@@ -199,6 +199,7 @@ impl ValidationError {
 /// A validated, priced order that has not been paid yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Draft {
+    pub store: String,
     pub customer: Option<String>,
     pub lines: Vec<OrderLine>,
     pub total: u64,
@@ -207,16 +208,20 @@ pub struct Draft {
 
 impl OrderRequest {
     /// Checks the request against the menu and the bounds, and prices it.
+    /// At the store the request names (the default store when none), at the menu's prices.
     pub fn validate(&self, menu: &Menu) -> Result<Draft, ValidationError> {
-        self.validate_priced(menu, &|_| None)
+        self.validate_priced(menu, self.store.as_deref().unwrap_or(DEFAULT_STORE), &|_| None)
     }
 
-    /// As [`validate`](Self::validate), with a store's price overrides
-    /// (`prices(item id)`, `None` for the menu's price).
-    pub fn validate_priced(&self, menu: &Menu, prices: &dyn Fn(&str) -> Option<u64>) -> Result<Draft, ValidationError> {
-        if let Some(store) = self.store.as_deref().filter(|store| *store != DEFAULT_STORE) {
-            return Err(ValidationError::new("store", format!("unknown store {store:?}")));
-        }
+    /// As [`validate`](Self::validate), for `store` (which the caller has
+    /// checked exists) with its price overrides (`prices(item id)`, `None`
+    /// for the menu's price).
+    pub fn validate_priced(
+        &self,
+        menu: &Menu,
+        store: &str,
+        prices: &dyn Fn(&str) -> Option<u64>,
+    ) -> Result<Draft, ValidationError> {
         if let Some(customer) = &self.customer {
             let chars = customer.chars().count();
             if chars == 0 || chars > MAX_CUSTOMER_CHARS {
@@ -271,6 +276,7 @@ impl OrderRequest {
         // Menu::validate bounds prices so that 20 × 20 units cannot overflow.
         let total = lines.iter().map(|line| line.line_total).sum();
         Ok(Draft {
+            store: store.to_owned(),
             customer: self.customer.clone(),
             lines,
             total,
@@ -370,14 +376,14 @@ pub enum TransitionError {
     Illegal { event: &'static str, status: &'static str },
 }
 
-/// The store of every order until stores are configurable (API.md contract v2).
+/// The default store's id when no `[[stores]]` are configured (API.md contract v2).
 pub const DEFAULT_STORE: &str = "main";
 
 /// A paid order: the unit of state an order actor owns and persists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
     pub id: String,
-    /// The store it was placed at (contract v2; `main` until stores are configurable).
+    /// The store it was placed at (contract v2).
     pub store: String,
     /// Its pickup number at that store, 1–999 (`None` for orders placed
     /// before pickup numbers existed).
@@ -406,7 +412,7 @@ impl Order {
     pub fn paid(id: String, draft: Draft, key: String, payment_id: String, now_ms: u64) -> Self {
         Order {
             id,
-            store: DEFAULT_STORE.to_owned(),
+            store: draft.store,
             number: None,
             customer: draft.customer,
             status: OrderStatus::Paid,
@@ -540,15 +546,13 @@ mod tests {
     }
 
     #[test]
-    fn an_order_names_the_default_store_or_none() {
+    fn an_order_belongs_to_the_store_it_names_or_the_default_store() {
         let menu = Menu::builtin();
         let mut at = request(&[("americano", 1)]);
-        at.store = Some("main".into());
-        assert!(at.validate(&menu).is_ok());
+        assert_eq!(at.validate(&menu).unwrap().store, "main");
         at.store = Some("gangnam".into());
-        let err = at.validate(&menu).unwrap_err();
-        assert_eq!(err.field, "store");
-        assert!(err.to_string().contains("gangnam"), "{err}");
+        let draft = at.validate(&menu).unwrap();
+        assert_eq!(Order::paid("o".into(), draft, "k".into(), "p".into(), 0).store, "gangnam");
     }
 
     fn paid_order() -> Order {
@@ -778,7 +782,7 @@ mod tests {
     #[test]
     fn a_store_price_replaces_the_item_price_not_the_surcharges() {
         let draft = line("latte", &[("size", &["grande"])])
-            .validate_priced(&Menu::builtin(), &|id| (id == "latte").then_some(5200))
+            .validate_priced(&Menu::builtin(), "main", &|id| (id == "latte").then_some(5200))
             .unwrap();
         assert_eq!(draft.lines[0].unit_price, 5700);
     }

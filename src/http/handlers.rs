@@ -22,7 +22,7 @@ use crate::actors::order::{Cancel, GetOrder, OrderActor, Pickup, Place};
 use crate::actors::projection::GetStats;
 use crate::domain::{Draft, MenuItem, Order, OrderRequest, OrderStatus};
 use crate::actors::projection::GetShelf;
-use crate::domain::order::DEFAULT_STORE;
+use crate::actors::stores::StoreState;
 use crate::persistence::{Batch, IdempotentOutcome};
 
 pub type Reply = Result<Response, ApiError>;
@@ -51,7 +51,8 @@ fn created(order: &Order) -> Response {
 pub async fn with_eta(engine: &Engine, order: Arc<Order>) -> Order {
     let mut order = Arc::unwrap_or_clone(order);
     if order.status.holds_ticket() {
-        let ask = engine.pool.send(EtaOf { order_id: order.id.clone(), queue_seq: order.queue_seq }).timeout(Duration::from_secs(1));
+        let pool = &engine.stores.of(&order.store).pool;
+        let ask = pool.send(EtaOf { order_id: order.id.clone(), queue_seq: order.queue_seq }).timeout(Duration::from_secs(1));
         order.eta_ms = ask.await.ok().flatten();
     }
     order
@@ -111,7 +112,7 @@ pub struct OptionChoiceJson<'a> {
 }
 
 impl<'a> MenuItemJson<'a> {
-    fn new(item: &'a MenuItem, sold_out: &std::collections::BTreeSet<String>) -> Self {
+    fn new(item: &'a MenuItem, store: &StoreState, sold_out: &std::collections::BTreeSet<String>) -> Self {
         let options = item
             .options
             .iter()
@@ -137,7 +138,7 @@ impl<'a> MenuItemJson<'a> {
         MenuItemJson {
             id: &item.id,
             name: &item.name,
-            price: item.price,
+            price: store.price(&item.id).unwrap_or(item.price),
             brew_ms: item.brew_ms,
             station: &item.station,
             available: !sold_out.contains(&item.id),
@@ -152,10 +153,21 @@ pub struct MenuJson<'a> {
     pub items: Vec<MenuItemJson<'a>>,
 }
 
-pub async fn menu(engine: Arc<Engine>) -> Reply {
-    let sold_out = engine.sold_out();
-    let items = engine.menu.items.iter().map(|item| MenuItemJson::new(item, &sold_out)).collect();
+/// `GET /menu` (the default store's) and `GET /stores/{store}/menu`: the
+/// chain's menu at that store's prices, with its sold-out marks.
+pub async fn menu(engine: Arc<Engine>, store: Option<String>) -> Reply {
+    let store = store_of(&engine, store.as_deref())?;
+    let sold_out = store.sold_out();
+    let items = engine.menu.items.iter().map(|item| MenuItemJson::new(item, &store, &sold_out)).collect();
     Ok(json(StatusCode::OK, &MenuJson { currency: &engine.menu.currency, items }))
+}
+
+/// The store named in a route (`None`: the default store), or 404 `store_not_found`.
+pub fn store_of(engine: &Engine, id: Option<&str>) -> Result<Arc<StoreState>, ApiError> {
+    match id {
+        None => Ok(engine.stores.default_store().clone()),
+        Some(id) => engine.stores.get(id).cloned().ok_or(ApiError::StoreNotFound),
+    }
 }
 
 /// Orders listed on the pickup shelf at most.
@@ -172,9 +184,9 @@ pub struct ShelfJson<'a> {
 
 /// `GET /stores/{store}/ready`: the pickup shelf.
 pub async fn shelf(engine: Arc<Engine>, store: String) -> Reply {
-    known_store(&store)?;
-    let (orders, ready) =
-        engine.projection.send(GetShelf { limit: SHELF_LIST_LIMIT }).timeout(ask_timeout(&engine)).await?;
+    let store = store_of(&engine, Some(&store))?;
+    let ask = GetShelf { store: store.id.clone(), limit: SHELF_LIST_LIMIT };
+    let (orders, ready) = engine.projection.send(ask).timeout(ask_timeout(&engine)).await?;
     Ok(json(StatusCode::OK, &ShelfJson { orders: orders.iter().map(|order| OrderView::from(&**order)).collect(), ready }))
 }
 
@@ -185,7 +197,7 @@ pub async fn sold_out(engine: Arc<Engine>, store: String, change: Option<(String
     struct SoldOut {
         sold_out: Vec<String>,
     }
-    known_store(&store)?;
+    let store = store_of(&engine, Some(&store))?;
     if let Some((item, sold_out)) = change {
         let known = match item.split_once('.') {
             Some((group, choice)) => engine.menu.has_choice(group, choice),
@@ -197,19 +209,20 @@ pub async fn sold_out(engine: Arc<Engine>, store: String, change: Option<(String
         let _one_at_a_time = engine.admin_changes.lock().await;
         let mut batch = Batch::new();
         if sold_out {
-            batch.put_sold_out(&store, &item);
+            batch.put_sold_out(&store.id, &item);
         } else {
-            batch.delete_sold_out(&store, &item);
+            batch.delete_sold_out(&store.id, &item);
         }
         engine.writer.commit(batch).await?;
-        let mut set = engine.sold_out.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut set = store.sold_out.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if sold_out {
             set.insert(item);
         } else {
             set.remove(&item);
         }
     }
-    Ok(json(StatusCode::OK, &SoldOut { sold_out: engine.sold_out().iter().cloned().collect() }))
+    let sold_out = store.sold_out().iter().cloned().collect();
+    Ok(json(StatusCode::OK, &SoldOut { sold_out }))
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -246,8 +259,8 @@ async fn replay(engine: &Engine, outcome: IdempotentOutcome) -> Response {
 }
 
 /// What of the draft is sold out, named for the customer: an item, or a choice on a line.
-fn sold_out_in(engine: &Engine, draft: &Draft) -> Option<String> {
-    let sold_out = engine.sold_out();
+fn sold_out_in(store: &StoreState, draft: &Draft) -> Option<String> {
+    let sold_out = store.sold_out();
     if sold_out.is_empty() {
         return None;
     }
@@ -281,7 +294,13 @@ pub async fn place_order(
     require_json(&headers)?;
     let request: OrderRequest =
         serde_json::from_slice(&body).map_err(|err| ApiError::InvalidOrder(format!("body: {err}")))?;
-    let draft = request.validate(&engine.menu).map_err(|err| ApiError::InvalidOrder(err.to_string()))?;
+    let store = match request.store.as_deref() {
+        None => engine.stores.default_store().clone(),
+        Some(id) => engine.stores.get(id).cloned().ok_or_else(|| ApiError::InvalidOrder(format!("store: unknown store {id:?}")))?,
+    };
+    let draft = request
+        .validate_priced(&engine.menu, &store.id, &|item| store.price(item))
+        .map_err(|err| ApiError::InvalidOrder(err.to_string()))?;
     let key = idempotency_key(&headers)?;
     ensure_ready(&engine)?;
     if !engine.writer.is_writable() {
@@ -299,10 +318,10 @@ pub async fn place_order(
         },
     };
     // A paused store takes no new orders, nor a sold-out item (a replay above still answers).
-    if engine.ordering_paused.load(Ordering::Acquire) {
+    if store.is_paused() {
         return Err(ApiError::StorePaused);
     }
-    if let Some(detail) = sold_out_in(&engine, &draft) {
+    if let Some(detail) = sold_out_in(&store, &draft) {
         return Err(ApiError::ItemUnavailable(detail));
     }
     // An open breaker refuses before anything is written or charged.
@@ -313,7 +332,7 @@ pub async fn place_order(
     if engine.directory.len() >= engine.settings.orders.max_live {
         return Err(ApiError::overloaded("too many orders in progress"));
     }
-    if !engine.admission.try_reserve() {
+    if !store.admission.try_reserve() {
         return Err(ApiError::overloaded("the barista queue is full"));
     }
     let id = uuid::Uuid::now_v7().to_string();
@@ -334,7 +353,7 @@ pub async fn place_order(
         // middle of the saga (the shutdown grace ran out), so the outcome is
         // unknown here too; a retry with the same key after the restart tells.
         Err(actix::MailboxError::Closed) => {
-            engine.admission.release();
+            store.admission.release();
             Err(ApiError::PlacementPending { order_id: id })
         }
         // The saga goes on without us: its outcome is unknown, not negative.
@@ -465,63 +484,58 @@ pub async fn list_orders(engine: Arc<Engine>, query: HashMap<String, String>) ->
     Ok(json(StatusCode::OK, &Page { orders: orders.iter().map(OrderView::from).collect(), next }))
 }
 
-pub async fn stations(engine: Arc<Engine>) -> Reply {
-    let stations = engine.pool.send(ListStations).timeout(ask_timeout(&engine)).await?;
+pub async fn stations(engine: Arc<Engine>, store: Option<String>) -> Reply {
+    let store = store_of(&engine, store.as_deref())?;
+    let stations: Vec<StationView> = store.pool.send(ListStations).timeout(ask_timeout(&engine)).await?;
     Ok(json(StatusCode::OK, &stations))
-}
-
-/// `Ok` for a store crema has (only the default store, `main`, so far).
-pub fn known_store(store: &str) -> Result<(), ApiError> {
-    if store == DEFAULT_STORE {
-        Ok(())
-    } else {
-        Err(ApiError::StoreNotFound)
-    }
 }
 
 /// A store as `GET /stores` lists it (API.md contract v2).
 #[derive(Serialize, utoipa::ToSchema)]
-pub struct StoreJson {
-    pub id: &'static str,
-    pub name: &'static str,
+pub struct StoreJson<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
     /// `open` or `paused`.
     pub ordering: &'static str,
-    pub currency: String,
+    pub currency: &'a str,
+    /// The longest estimated wait it accepts an order with (`null`: no limit).
+    pub max_wait_s: Option<u64>,
 }
 
-fn store_json(engine: &Engine) -> StoreJson {
+fn store_json<'a>(engine: &'a Engine, store: &'a StoreState) -> StoreJson<'a> {
     StoreJson {
-        id: DEFAULT_STORE,
-        name: "Main",
-        ordering: if engine.ordering_paused.load(Ordering::Acquire) { "paused" } else { "open" },
-        currency: engine.menu.currency.clone(),
+        id: &store.id,
+        name: &store.name,
+        ordering: if store.is_paused() { "paused" } else { "open" },
+        currency: &engine.menu.currency,
+        max_wait_s: store.max_wait_s,
     }
 }
 
-/// `GET /stores`: the one store until `[[stores]]` exists.
+/// `GET /stores`: every store, the default store first.
 pub async fn stores(engine: Arc<Engine>) -> Reply {
     #[derive(Serialize)]
-    struct Stores {
-        stores: Vec<StoreJson>,
+    struct Stores<'a> {
+        stores: Vec<StoreJson<'a>>,
     }
-    Ok(json(StatusCode::OK, &Stores { stores: vec![store_json(&engine)] }))
+    Ok(json(StatusCode::OK, &Stores { stores: engine.stores.iter().map(|store| store_json(&engine, store)).collect() }))
 }
 
 /// `POST /stores/{store}/ordering/pause|resume`: the store stops (or starts
 /// again) taking orders; orders already placed go on being made. Answered
 /// once the change is on disk, so it holds across a restart.
 pub async fn ordering(engine: Arc<Engine>, store: String, pause: bool) -> Reply {
-    known_store(&store)?;
+    let store = store_of(&engine, Some(&store))?;
     let _one_at_a_time = engine.admin_changes.lock().await;
     let mut batch = Batch::new();
     if pause {
-        batch.put_ordering_paused(&store);
+        batch.put_ordering_paused(&store.id);
     } else {
-        batch.delete_ordering_paused(&store);
+        batch.delete_ordering_paused(&store.id);
     }
     engine.writer.commit(batch).await?;
-    engine.ordering_paused.store(pause, Ordering::Release);
-    Ok(json(StatusCode::OK, &store_json(&engine)))
+    store.ordering_paused.store(pause, Ordering::Release);
+    Ok(json(StatusCode::OK, &store_json(&engine, &store)))
 }
 
 #[derive(Clone, Copy)]
@@ -532,12 +546,13 @@ pub enum StationAction {
     Done,
 }
 
-pub async fn station_action(engine: Arc<Engine>, id: String, action: StationAction) -> Reply {
+pub async fn station_action(engine: Arc<Engine>, store: Option<String>, id: String, action: StationAction) -> Reply {
+    let store = store_of(&engine, store.as_deref())?;
     let timeout = ask_timeout(&engine);
-    let pool = &engine.pool;
+    let pool = &store.pool;
     match action {
-        StationAction::Pause => set_station_paused(&engine, id, true).await,
-        StationAction::Resume => set_station_paused(&engine, id, false).await,
+        StationAction::Pause => set_station_paused(&engine, &store, id, true).await,
+        StationAction::Resume => set_station_paused(&engine, &store, id, false).await,
         StationAction::Done => Ok(json(StatusCode::OK, &pool.send(barista::Done { station: id }).timeout(timeout).await??)),
         StationAction::Next => match pool.send(barista::Next { station: id }).timeout(timeout).await?? {
             Some(ticket) => Ok(json(StatusCode::OK, &TicketJson::from(ticket))),
@@ -553,37 +568,43 @@ pub async fn station_action(engine: Arc<Engine>, id: String, action: StationActi
 /// Pauses or resumes a station. A pause is kept across restarts, so it is
 /// answered once it is on disk; one admin change at a time, so that the disk
 /// and the pool agree.
-async fn set_station_paused(engine: &Engine, id: String, paused: bool) -> Reply {
+async fn set_station_paused(engine: &Engine, store: &StoreState, id: String, paused: bool) -> Reply {
     let _one_at_a_time = engine.admin_changes.lock().await;
-    let view = tell_pool_paused(engine, &id, paused).await??;
+    let view = tell_pool_paused(engine, store, &id, paused).await??;
     let mut batch = Batch::new();
     if paused {
-        batch.put_station_paused(&id);
+        batch.put_station_paused(&store.id, &id);
     } else {
-        batch.delete_station_paused(&id);
+        batch.delete_station_paused(&store.id, &id);
     }
     if let Err(err) = engine.writer.commit(batch).await {
         // Not kept, so not done: the station goes back to what a restart would find.
-        let _ = tell_pool_paused(engine, &id, !paused).await;
+        let _ = tell_pool_paused(engine, store, &id, !paused).await;
         return Err(err.into());
     }
     Ok(json(StatusCode::OK, &view))
 }
 
-async fn tell_pool_paused(engine: &Engine, id: &str, paused: bool) -> Result<Result<StationView, PoolError>, actix::MailboxError> {
+async fn tell_pool_paused(
+    engine: &Engine,
+    store: &StoreState,
+    id: &str,
+    paused: bool,
+) -> Result<Result<StationView, PoolError>, actix::MailboxError> {
     let (station, timeout) = (id.to_owned(), ask_timeout(engine));
     if paused {
-        engine.pool.send(barista::Pause { station }).timeout(timeout).await
+        store.pool.send(barista::Pause { station }).timeout(timeout).await
     } else {
-        engine.pool.send(barista::Resume { station }).timeout(timeout).await
+        store.pool.send(barista::Resume { station }).timeout(timeout).await
     }
 }
 
 /// Most tickets `GET /queue` lists; `depth` always gives the full length.
 const QUEUE_LIST_LIMIT: usize = 500;
 
-pub async fn queue(engine: Arc<Engine>) -> Reply {
-    let (tickets, depth) = engine.pool.send(ListQueue { limit: QUEUE_LIST_LIMIT }).timeout(ask_timeout(&engine)).await?;
+pub async fn queue(engine: Arc<Engine>, store: Option<String>) -> Reply {
+    let store = store_of(&engine, store.as_deref())?;
+    let (tickets, depth) = store.pool.send(ListQueue { limit: QUEUE_LIST_LIMIT }).timeout(ask_timeout(&engine)).await?;
     #[derive(Serialize)]
     struct Queue {
         tickets: Vec<TicketJson>,
@@ -595,8 +616,22 @@ pub async fn queue(engine: Arc<Engine>) -> Reply {
 pub async fn stats(engine: Arc<Engine>) -> Reply {
     let timeout = ask_timeout(&engine);
     let projection = engine.projection.send(GetStats).timeout(timeout).await?;
-    let stations = engine.pool.send(ListStations).timeout(timeout).await?;
-    let (_, queue_depth) = engine.pool.send(ListQueue { limit: 0 }).timeout(timeout).await?;
+    // Every store's stations and queue, and the chain's totals.
+    let mut stations = Vec::new();
+    let mut queue_depth = 0;
+    let mut per_store = serde_json::Map::new();
+    for store in engine.stores.iter() {
+        let here: Vec<StationView> = store.pool.send(ListStations).timeout(timeout).await?;
+        let (_, depth) = store.pool.send(ListQueue { limit: 0 }).timeout(timeout).await?;
+        let count = |state| here.iter().filter(|station| station.state == state).count();
+        per_store.insert(store.id.clone(), serde_json::json!({
+            "queue_depth": depth,
+            "ordering": if store.is_paused() { "paused" } else { "open" },
+            "stations": {"total": here.len(), "idle": count(StationState::Idle), "brewing": count(StationState::Brewing), "paused": count(StationState::Paused)},
+        }));
+        queue_depth += depth;
+        stations.extend(here);
+    }
     let count = |state| stations.iter().filter(|station| station.state == state).count();
     let payment = &engine.payment_stats;
     let writer = engine.writer.stats();
@@ -621,6 +656,7 @@ pub async fn stats(engine: Arc<Engine>) -> Reply {
         },
         "orders_per_s": projection.orders_per_s,
         "live_actors": engine.directory.len(),
+        "stores": per_store,
         "store": {
             "groups": writer.groups.load(Ordering::Relaxed),
             "requests": writer.requests.load(Ordering::Relaxed),
@@ -652,9 +688,12 @@ pub async fn metrics(engine: Arc<Engine>) -> Reply {
     for (name, help, value) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
     }
+    out.push_str("# HELP crema_queue_depth Tickets waiting for a station, including places reserved.\n# TYPE crema_queue_depth gauge\n");
+    for store in engine.stores.iter() {
+        let _ = writeln!(out, "crema_queue_depth{{store=\"{}\"}} {}", store.id, store.admission.used());
+    }
     let gauges = [
         ("crema_payment_in_flight", "Gateway calls in flight.", payment.in_flight.load(Ordering::Relaxed) as usize),
-        ("crema_queue_depth", "Tickets waiting for a station, including places reserved.", engine.admission.used()),
         ("crema_live_order_actors", "Order actors alive.", engine.directory.len()),
     ];
     for (name, help, value) in gauges {

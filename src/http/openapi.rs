@@ -240,7 +240,7 @@ fn resume_ordering() {}
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 struct StoreList {
-    stores: Vec<StoreJson>,
+    stores: Vec<StoreJson<'static>>,
 }
 
 /// The barista screen.

@@ -90,7 +90,7 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         warp::any().map(move || engine.clone())
     };
 
-    let menu = warp::path!("menu").and(warp::get()).and(with_engine.clone()).then(handlers::menu);
+    let menu = warp::path!("menu").and(warp::get()).and(with_engine.clone()).then(|engine| handlers::menu(engine, None));
 
     let body_timeout_ms = engine.settings.server.body_read_timeout_ms;
     let order_metrics = engine.http_metrics.clone();
@@ -134,7 +134,8 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .and(with_engine.clone())
         .then(|id, engine| handlers::command(engine, id, Command::Pickup));
 
-    let stations = warp::path!("stations").and(warp::get()).and(with_engine.clone()).then(handlers::stations);
+    let stations =
+        warp::path!("stations").and(warp::get()).and(with_engine.clone()).then(|engine| handlers::stations(engine, None));
     let station_action = |action: &'static str, kind: StationAction| {
         warp::path!("stations" / String / String)
             .and(warp::post())
@@ -146,23 +147,23 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
                 }
             })
             .and(with_engine.clone())
-            .then(move |id, engine| handlers::station_action(engine, id, kind))
+            .then(move |id, engine| handlers::station_action(engine, None, id, kind))
     };
-    let queue = warp::path!("queue").and(warp::get()).and(with_engine.clone()).then(handlers::queue);
+    let queue = warp::path!("queue").and(warp::get()).and(with_engine.clone()).then(|engine| handlers::queue(engine, None));
     let stores = warp::path!("stores").and(warp::get()).and(with_engine.clone()).then(handlers::stores);
-    // The store-scoped forms of the default store's routes (API.md contract v2).
+    // The store-scoped routes (API.md contract v2); the unscoped ones above are the default store's.
     let scoped_menu = warp::path!("stores" / String / "menu")
         .and(warp::get())
         .and(with_engine.clone())
-        .then(|store: String, engine| async move { handlers::known_store(&store)?; handlers::menu(engine).await });
+        .then(|store, engine| handlers::menu(engine, Some(store)));
     let scoped_queue = warp::path!("stores" / String / "queue")
         .and(warp::get())
         .and(with_engine.clone())
-        .then(|store: String, engine| async move { handlers::known_store(&store)?; handlers::queue(engine).await });
+        .then(|store, engine| handlers::queue(engine, Some(store)));
     let scoped_stations = warp::path!("stores" / String / "stations")
         .and(warp::get())
         .and(with_engine.clone())
-        .then(|store: String, engine| async move { handlers::known_store(&store)?; handlers::stations(engine).await });
+        .then(|store, engine| handlers::stations(engine, Some(store)));
     let scoped_station_action = warp::path!("stores" / String / "stations" / String / String)
         .and(warp::post())
         .and_then(|store: String, id: String, verb: String| async move {
@@ -177,10 +178,7 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         })
         .untuple_one()
         .and(with_engine.clone())
-        .then(|store: String, id, action, engine| async move {
-            handlers::known_store(&store)?;
-            handlers::station_action(engine, id, action).await
-        });
+        .then(|store, id, action, engine| handlers::station_action(engine, Some(store), id, action));
     let shelf = warp::path!("stores" / String / "ready")
         .and(warp::get())
         .and(with_engine.clone())

@@ -27,7 +27,6 @@ use std::time::Instant;
 use super::codec::OrphanRefund;
 use super::store::{Batch, StoreError};
 use crate::actors::barista::{ticket_for, Enqueue, Pause};
-use crate::domain::order::DEFAULT_STORE;
 use crate::actors::engine::Engine;
 use crate::actors::order::OrderActor;
 use crate::actors::payment::{Lookup, Refund};
@@ -80,15 +79,16 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
     let (counts, mut live, total, last_number, shelf) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
         let mut counts: HashMap<OrderStatus, u64> = HashMap::new();
         let mut live = Vec::new();
-        // The pickup number of the newest order: numbering goes on from it.
-        let mut last_number: Option<(u64, u16)> = None;
+        // The pickup number of each store's newest order: numbering goes on from it.
+        let mut last_number: HashMap<String, (u64, u16)> = HashMap::new();
         let mut shelf = ShelfScan::default();
         let total = store.for_each_order(|order| {
             *counts.entry(order.status).or_default() += 1;
             shelf.offer(&order);
             if let Some(number) = order.number {
-                if last_number.is_none_or(|(created_ms, _)| order.created_ms >= created_ms) {
-                    last_number = Some((order.created_ms, number));
+                let newest = last_number.entry(order.store.clone()).or_insert((order.created_ms, number));
+                if order.created_ms >= newest.0 {
+                    *newest = (order.created_ms, number);
                 }
             }
             if order.status.holds_ticket() || order.payment.status == PaymentStatus::RefundPending {
@@ -99,8 +99,10 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
     })
     .await
     .map_err(|_| RecoveryError::Stopped)??;
-    if let Some((_, number)) = last_number {
-        engine.numbers.continue_after(number);
+    for (store, (_, number)) in last_number {
+        if let Some(store) = engine.stores.get(&store) {
+            store.numbers.continue_after(number);
+        }
     }
     let mut report = RecoveryReport { orders: total, ..RecoveryReport::default() };
 
@@ -143,29 +145,38 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
         let addr = OrderActor::start_revived(order.clone(), engine.clone());
         engine.directory.insert(order.id.clone(), addr.clone());
         if holds_ticket {
-            engine.admission.force_reserve();
-            tickets.push(ticket_for(&order, addr));
+            if engine.stores.get(&order.store).is_none() {
+                tracing::warn!(order = %order.id, store = %order.store, "the order's store is no longer configured; the default store makes it");
+            }
+            engine.stores.of(&order.store).admission.force_reserve();
+            tickets.push((order.store.clone(), ticket_for(&order, addr)));
         }
         report.revived += 1;
     }
     engine.queue_seq_after(max_seq);
     // Seed the counts before any ticket moves, so no event is counted twice.
     engine.projection.send(Seed(counts, shelf)).await.map_err(|_| RecoveryError::Stopped)?;
-    let sold_out = engine.store.sold_out(DEFAULT_STORE)?;
-    engine.sold_out.write().unwrap_or_else(std::sync::PoisonError::into_inner).extend(sold_out);
-    if engine.store.ordering_paused(DEFAULT_STORE)? {
-        engine.ordering_paused.store(true, Ordering::Release);
-        tracing::warn!(store = DEFAULT_STORE, "ordering is paused, as it was before the restart");
-    }
-    // Paused stations stay paused: before any ticket reaches the pool.
-    for station in engine.store.paused_stations()? {
-        match engine.pool.send(Pause { station: station.clone() }).await.map_err(|_| RecoveryError::Stopped)? {
-            Ok(_) => report.stations_paused += 1,
-            Err(err) => tracing::warn!(%station, %err, "a station paused before the restart is no longer configured"),
+    for store in engine.stores.iter() {
+        let sold_out = engine.store.sold_out(&store.id)?;
+        store.sold_out.write().unwrap_or_else(std::sync::PoisonError::into_inner).extend(sold_out);
+        if engine.store.ordering_paused(&store.id)? {
+            store.ordering_paused.store(true, Ordering::Release);
+            tracing::warn!(store = %store.id, "ordering is paused, as it was before the restart");
         }
     }
-    for ticket in tickets {
-        engine.pool.send(Enqueue(ticket)).await.map_err(|_| RecoveryError::Stopped)?;
+    // Paused stations stay paused: before any ticket reaches a pool.
+    for (store, station) in engine.store.paused_stations()? {
+        let Some(at) = engine.stores.get(&store) else {
+            tracing::warn!(%store, %station, "a station paused before the restart belongs to a store no longer configured");
+            continue;
+        };
+        match at.pool.send(Pause { station: station.clone() }).await.map_err(|_| RecoveryError::Stopped)? {
+            Ok(_) => report.stations_paused += 1,
+            Err(err) => tracing::warn!(%store, %station, %err, "a station paused before the restart is no longer configured"),
+        }
+    }
+    for (store, ticket) in tickets {
+        engine.stores.of(&store).pool.send(Enqueue(ticket)).await.map_err(|_| RecoveryError::Stopped)?;
     }
     report.reconciled = reconcile(engine).await?;
     engine.ready.store(true, Ordering::Release);

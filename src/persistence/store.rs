@@ -119,9 +119,9 @@ impl Batch {
         self
     }
 
-    /// A station's pause, kept across restarts (`meta/station-paused/{id}`).
-    pub fn put_station_paused(&mut self, station: &str) -> &mut Self {
-        self.ops.push(Op::Put(Cf::Meta, station_paused_key(station), Vec::new()));
+    /// A station's pause, kept across restarts (`meta/station-paused/{store}/{id}`).
+    pub fn put_station_paused(&mut self, store: &str, station: &str) -> &mut Self {
+        self.ops.push(Op::Put(Cf::Meta, station_paused_key(store, station), Vec::new()));
         self
     }
 
@@ -147,8 +147,12 @@ impl Batch {
         self
     }
 
-    pub fn delete_station_paused(&mut self, station: &str) -> &mut Self {
-        self.ops.push(Op::Delete(Cf::Meta, station_paused_key(station)));
+    pub fn delete_station_paused(&mut self, store: &str, station: &str) -> &mut Self {
+        self.ops.push(Op::Delete(Cf::Meta, station_paused_key(store, station)));
+        // The key of a build before stores (`station-paused/{id}`, the default store's).
+        if store == crate::domain::order::DEFAULT_STORE {
+            self.ops.push(Op::Delete(Cf::Meta, [STATION_PAUSED, station.as_bytes()].concat()));
+        }
         self
     }
 
@@ -367,15 +371,22 @@ impl Store {
         Ok(self.db.get_cf(self.cf(Cf::Meta), [ORDERING_PAUSED, store.as_bytes()].concat())?.is_some())
     }
 
-    /// The stations paused when the store was last written, by id.
-    pub fn paused_stations(&self) -> Result<Vec<String>, StoreError> {
+    /// The stations paused when the store was last written, as (store, station).
+    /// A key written before stores existed (no store in it) is the default store's.
+    pub fn paused_stations(&self) -> Result<Vec<(String, String)>, StoreError> {
         let mut paused = Vec::new();
         let iter = self.db.iterator_cf(self.cf(Cf::Meta), IteratorMode::From(STATION_PAUSED, rocksdb::Direction::Forward));
         for item in iter {
             let (key, _) = item?;
-            let Some(id) = key.strip_prefix(STATION_PAUSED) else { break };
-            paused.push(String::from_utf8_lossy(id).into_owned());
+            let Some(rest) = key.strip_prefix(STATION_PAUSED) else { break };
+            let rest = String::from_utf8_lossy(rest);
+            paused.push(match rest.split_once('/') {
+                Some((store, station)) => (store.to_owned(), station.to_owned()),
+                None => (crate::domain::order::DEFAULT_STORE.to_owned(), rest.into_owned()),
+            });
         }
+        paused.sort();
+        paused.dedup();
         Ok(paused)
     }
 
@@ -441,6 +452,6 @@ const ORDERING_PAUSED: &[u8] = b"ordering-paused/";
 /// Prefix of the meta keys that mark a paused station.
 const STATION_PAUSED: &[u8] = b"station-paused/";
 
-fn station_paused_key(station: &str) -> Vec<u8> {
-    [STATION_PAUSED, station.as_bytes()].concat()
+fn station_paused_key(store: &str, station: &str) -> Vec<u8> {
+    [STATION_PAUSED, store.as_bytes(), b"/", station.as_bytes()].concat()
 }

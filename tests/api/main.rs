@@ -13,4 +13,5 @@ mod payment;
 mod recovery;
 mod rush;
 mod soak;
+mod stores;
 mod validation;
