@@ -48,8 +48,13 @@ impl Admission {
     }
 
     pub fn try_reserve(&self) -> bool {
+        self.try_reserve_n(1)
+    }
+
+    /// Reserves `n` places at once (an order's tickets), or none.
+    pub fn try_reserve_n(&self, n: usize) -> bool {
         self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used < self.capacity).then_some(used + 1))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| (used + n <= self.capacity).then_some(used + n))
             .is_ok()
     }
 
@@ -59,7 +64,11 @@ impl Admission {
     }
 
     pub fn release(&self) {
-        let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| used.checked_sub(1));
+        self.release_n(1);
+    }
+
+    pub fn release_n(&self, n: usize) {
+        let _ = self.used.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| Some(used.saturating_sub(n)));
     }
 
     pub fn used(&self) -> usize {
@@ -67,10 +76,14 @@ impl Admission {
     }
 }
 
-/// A paid order waiting for (or at) a station.
+/// One station kind's part of a paid order, waiting for (or at) a station.
 #[derive(Clone)]
 pub struct Ticket {
     pub order_id: String,
+    /// The station kind that makes it.
+    pub kind: String,
+    /// Its place among the order's tickets: with `queue_seq`, its place in the queue.
+    pub part: usize,
     /// The order's pickup number and customer, for the barista's screen.
     pub number: Option<u16>,
     pub customer: Option<String>,
@@ -104,20 +117,30 @@ pub enum StationState {
 pub struct StationView {
     pub id: String,
     pub mode: StationMode,
+    /// The station kinds it makes; `null`: every kind.
+    pub serves: Option<Vec<String>>,
     pub state: StationState,
     pub order: Option<String>,
+    /// The ticket it is making.
+    pub ticket: Option<TicketView>,
     pub made: u64,
     /// Times its station actor crashed and was restarted.
     pub restarts: u64,
 }
 
-/// A ticket as shown by `GET /queue` and `POST /stations/{id}/next`.
-#[derive(Debug, Clone, Serialize)]
+/// A ticket as shown by `GET /queue`, `POST /stations/{id}/next` and on its station.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TicketView {
     pub order: String,
+    /// The station kind that makes it.
+    pub kind: String,
+    /// The order's pickup number (`null` for orders placed before numbers existed).
     pub number: Option<u16>,
     pub customer: Option<String>,
+    /// The order's lines of this kind, with their options and notes.
     pub items: Vec<TicketItem>,
+    #[serde(rename = "queued_at", serialize_with = "crate::domain::time::serialize_rfc3339")]
+    #[schema(value_type = String)]
     pub queued_ms: u64,
 }
 
@@ -125,6 +148,7 @@ impl From<&Ticket> for TicketView {
     fn from(ticket: &Ticket) -> Self {
         TicketView {
             order: ticket.order_id.clone(),
+            kind: ticket.kind.clone(),
             number: ticket.number,
             customer: ticket.customer.clone(),
             items: ticket.items.clone(),
@@ -151,6 +175,10 @@ struct Station {
 }
 
 impl Station {
+    fn serves(&self, kind: &str) -> bool {
+        self.serves.as_ref().is_none_or(|kinds| kinds.iter().any(|served| served == kind))
+    }
+
     fn view(&self) -> StationView {
         let state = match (self.paused, &self.current) {
             (true, _) => StationState::Paused,
@@ -160,8 +188,10 @@ impl Station {
         StationView {
             id: self.id.clone(),
             mode: self.mode,
+            serves: self.serves.clone(),
             state,
             order: self.current.as_ref().map(|ticket| ticket.order_id.clone()),
+            ticket: self.current.as_ref().map(TicketView::from),
             made: self.made,
             restarts: self.restarts,
         }
@@ -205,10 +235,21 @@ impl BaristaPool {
         BaristaPool { queue: VecDeque::new(), stations, brew_scale, admission, faults }
     }
 
-    /// Inserts by sequence number; new tickets almost always go at the back.
+    /// Inserts by (sequence number, part); new tickets almost always go at the back.
     fn insert(&mut self, ticket: Ticket) {
-        let at = self.queue.iter().rposition(|queued| queued.queue_seq < ticket.queue_seq).map_or(0, |i| i + 1);
+        let key = (ticket.queue_seq, ticket.part);
+        let at = self.queue.iter().rposition(|queued| (queued.queue_seq, queued.part) < key).map_or(0, |i| i + 1);
         self.queue.insert(at, ticket);
+    }
+
+    /// Takes the oldest waiting ticket of a kind station `index` serves.
+    fn take_for(&mut self, index: usize) -> Option<Ticket> {
+        let station = &self.stations[index];
+        if station.serves.is_none() {
+            return self.queue.pop_front();
+        }
+        let at = self.queue.iter().position(|ticket| station.serves(&ticket.kind))?;
+        self.queue.remove(at)
     }
 
     fn station_index(&self, id: &str) -> Result<usize, PoolError> {
@@ -222,8 +263,12 @@ impl BaristaPool {
             if station.mode != StationMode::Auto || station.paused || station.current.is_some() {
                 continue;
             }
-            let Some(ticket) = self.queue.pop_front() else { return };
-            self.start(index, ticket, ctx);
+            if self.queue.is_empty() {
+                return;
+            }
+            if let Some(ticket) = self.take_for(index) {
+                self.start(index, ticket, ctx);
+            }
         }
     }
 
@@ -231,14 +276,14 @@ impl BaristaPool {
         self.admission.release();
         let station = &mut self.stations[index];
         station.started_ms = now_ms();
-        tell(&ticket.owner, TicketStarted { station: station.id.clone() });
+        tell(&ticket.owner, TicketStarted { station: station.id.clone(), kind: ticket.kind.clone() });
         if station.mode == StationMode::Auto {
             let brew = Duration::from_secs_f64(ticket.brew_ms as f64 * self.brew_scale / 1000.0);
-            let order_id = ticket.order_id.clone();
+            let (order_id, kind) = (ticket.order_id.clone(), ticket.kind.clone());
             let brewed = station.worker.send(Brew { duration: brew });
             station.current = Some(ticket);
             let handle = ctx.spawn(brewed.into_actor(self).map(move |result, pool, ctx| match result {
-                Ok(()) => pool.finish(index, &order_id, ctx),
+                Ok(()) => pool.finish(index, &order_id, &kind, ctx),
                 Err(_) => pool.restart(index, ctx),
             }));
             self.stations[index].timer = Some(handle);
@@ -259,15 +304,15 @@ impl BaristaPool {
         self.dispatch(ctx);
     }
 
-    fn finish(&mut self, index: usize, order_id: &str, ctx: &mut Context<Self>) {
+    fn finish(&mut self, index: usize, order_id: &str, kind: &str, ctx: &mut Context<Self>) {
         let station = &mut self.stations[index];
-        if station.current.as_ref().map(|ticket| ticket.order_id.as_str()) != Some(order_id) {
+        if !station.current.as_ref().is_some_and(|ticket| ticket.order_id == order_id && ticket.kind == kind) {
             return;
         }
         station.timer = None;
         station.made += 1;
         if let Some(ticket) = station.current.take() {
-            tell(&ticket.owner, TicketFinished);
+            tell(&ticket.owner, TicketFinished { kind: ticket.kind.clone() });
         }
         self.dispatch(ctx);
     }
@@ -280,7 +325,7 @@ impl BaristaPool {
         }
         if let Some(ticket) = station.current.take() {
             self.admission.force_reserve();
-            tell(&ticket.owner, TicketRequeued);
+            tell(&ticket.owner, TicketRequeued { kind: ticket.kind.clone() });
             self.insert(ticket);
         }
     }
@@ -291,50 +336,93 @@ impl BaristaPool {
         (ticket.brew_ms as f64 * self.brew_scale) as u64
     }
 
-    /// When `order_id` should be ready: the queue ahead of it is handed, in
-    /// order, to whichever working station frees up first. `None` when it is
-    /// not here, or no station is working.
+    /// When `order_id` should be ready: the queue up to its last ticket is
+    /// handed, in order, each ticket to the working station serving its kind
+    /// that frees up first; the order is ready when its last ticket is.
+    /// `None` when none of its tickets is here, or a kind it needs has no
+    /// working station.
     ///
-    /// The ticket is found by its `queue_seq` (the queue is sorted by it), and
-    /// only the first [`EXACT_AHEAD`] tickets ahead are handed out one by one;
-    /// the rest ahead are counted at the mean brew time of those, spread over
-    /// the working stations. So a deep queue costs no more than a short one.
+    /// The order's tickets are found by its `queue_seq` (the queue is sorted
+    /// by it), and only the first [`EXACT_AHEAD`] tickets ahead are handed out
+    /// one by one; the rest ahead are counted at the mean brew time of those,
+    /// spread over the working stations. So a deep queue costs no more than a
+    /// short one.
     fn eta_of(&self, order_id: &str, queue_seq: Option<u64>, now_ms: u64) -> Option<u64> {
-        let mut free_at: Vec<u64> = Vec::new();
+        let mut on_station: Option<u64> = None;
+        let mut slots = self.working_slots(now_ms, |ticket, done| {
+            if ticket.order_id == order_id {
+                on_station = Some(on_station.map_or(done, |at: u64| at.max(done)));
+            }
+        });
+        let queued = match queue_seq {
+            Some(seq) => {
+                let first = self.queue.partition_point(|ticket| ticket.queue_seq < seq);
+                let end = self.queue.partition_point(|ticket| ticket.queue_seq <= seq);
+                let own: Vec<&Ticket> = self.queue.range(first..end).filter(|ticket| ticket.order_id == order_id).collect();
+                (!own.is_empty()).then_some((first, own))
+            }
+            None => None,
+        };
+        let Some((ahead, own)) = queued else { return on_station };
+        let new: Vec<(&str, u64)> = own.iter().map(|ticket| (ticket.kind.as_str(), self.brew_ms(ticket))).collect();
+        let queued_done = self.hand_out(&mut slots, ahead, &new)?;
+        Some(on_station.map_or(queued_done, |done| done.max(queued_done)))
+    }
+
+    /// When an order of `tickets` (kind, unscaled brew ms) placed now would
+    /// be ready: behind the whole queue (for `max_wait_s`).
+    fn eta_of_new(&self, tickets: &[(String, u64)], now_ms: u64) -> Option<u64> {
+        let mut slots = self.working_slots(now_ms, |_, _| {});
+        let new: Vec<(&str, u64)> =
+            tickets.iter().map(|(kind, brew)| (kind.as_str(), (*brew as f64 * self.brew_scale) as u64)).collect();
+        self.hand_out(&mut slots, self.queue.len(), &new)
+    }
+
+    /// Every working station: when it is free, and the kinds it serves.
+    /// `current(ticket, done)` sees each ticket being made and when it will be.
+    fn working_slots(&self, now_ms: u64, mut current: impl FnMut(&Ticket, u64)) -> Vec<(u64, &Station)> {
+        let mut slots = Vec::new();
         for station in self.stations.iter().filter(|station| !station.paused) {
-            match &station.current {
+            let free = match &station.current {
                 Some(ticket) => {
                     let done = (station.started_ms + self.brew_ms(ticket)).max(now_ms);
-                    if ticket.order_id == order_id {
-                        return Some(done);
-                    }
-                    free_at.push(done);
+                    current(ticket, done);
+                    done
                 }
-                None => free_at.push(now_ms),
-            }
+                None => now_ms,
+            };
+            slots.push((free, station));
         }
-        if free_at.is_empty() {
-            return None;
-        }
-        let position = self.queue.binary_search_by_key(&queue_seq?, |ticket| ticket.queue_seq).ok()?;
-        if self.queue[position].order_id != order_id {
-            return None;
-        }
-        let exact = position.min(EXACT_AHEAD);
+        slots
+    }
+
+    /// Hands the first `ahead` queued tickets, then `new` (kind, scaled brew),
+    /// to the slots; when the last of `new` is done. `None` if a kind has no slot.
+    fn hand_out(&self, slots: &mut [(u64, &Station)], ahead: usize, new: &[(&str, u64)]) -> Option<u64> {
+        let mut give = |kind: &str, brew: u64| -> Option<u64> {
+            let slot = slots.iter_mut().filter(|(_, station)| station.serves(kind)).min_by_key(|(free, _)| *free)?;
+            slot.0 += brew;
+            Some(slot.0)
+        };
+        let exact = ahead.min(EXACT_AHEAD);
         let mut exact_brew_ms = 0;
         for ticket in self.queue.range(..exact) {
-            let (slot, start) = free_at.iter().copied().enumerate().min_by_key(|(_, at)| *at)?;
             let brew = self.brew_ms(ticket);
             exact_brew_ms += brew;
-            free_at[slot] = start + brew;
+            // A ticket ahead that no working station serves waits; it holds no one up.
+            let _ = give(&ticket.kind, brew);
         }
-        let start = free_at.iter().copied().min()?;
-        let rest_ahead = (position - exact) as u64;
+        let mut done = None;
+        for (kind, brew) in new {
+            let at = give(kind, *brew)?;
+            done = Some(done.map_or(at, |other: u64| other.max(at)));
+        }
+        let rest_ahead = (ahead - exact) as u64;
         let rest_ms = match exact {
             0 => 0,
-            _ => rest_ahead * exact_brew_ms / exact as u64 / free_at.len() as u64,
+            _ => rest_ahead * exact_brew_ms / exact as u64 / slots.len().max(1) as u64,
         };
-        Some(start + rest_ms + self.brew_ms(&self.queue[position]))
+        Some(done? + rest_ms)
     }
 }
 
@@ -355,6 +443,20 @@ impl Handler<EtaOf> for BaristaPool {
 
     fn handle(&mut self, msg: EtaOf, _: &mut Self::Context) -> Option<u64> {
         self.eta_of(&msg.order_id, msg.queue_seq, now_ms())
+    }
+}
+
+/// When an order of these tickets (kind, unscaled brew ms) placed now would
+/// be ready, in ms since the epoch; `None` if a kind has no working station.
+#[derive(Message)]
+#[rtype(result = "Option<u64>")]
+pub struct EtaOfNew(pub Vec<(String, u64)>);
+
+impl Handler<EtaOfNew> for BaristaPool {
+    type Result = Option<u64>;
+
+    fn handle(&mut self, msg: EtaOfNew, _: &mut Self::Context) -> Option<u64> {
+        self.eta_of_new(&msg.0, now_ms())
     }
 }
 
@@ -469,23 +571,33 @@ pub struct Withdraw {
 impl Handler<Withdraw> for BaristaPool {
     type Result = MessageResult<Withdraw>;
 
+    /// Every ticket of the order goes: the waiting ones leave the queue, the
+    /// ones being made are aborted.
     fn handle(&mut self, msg: Withdraw, ctx: &mut Self::Context) -> Self::Result {
-        if let Some(at) = self.queue.iter().position(|ticket| ticket.order_id == msg.order_id) {
-            self.queue.remove(at);
+        let before = self.queue.len();
+        self.queue.retain(|ticket| ticket.order_id != msg.order_id);
+        let withdrawn = before - self.queue.len();
+        for _ in 0..withdrawn {
             self.admission.release();
-            return MessageResult(Withdrawal::Withdrawn);
         }
+        let mut aborted = false;
         for station in &mut self.stations {
             if station.current.as_ref().is_some_and(|ticket| ticket.order_id == msg.order_id) {
                 station.current = None;
                 if let Some(timer) = station.timer.take() {
                     ctx.cancel_future(timer);
                 }
-                self.dispatch(ctx);
-                return MessageResult(Withdrawal::Aborted);
+                aborted = true;
             }
         }
-        MessageResult(Withdrawal::NotHeld)
+        if aborted {
+            self.dispatch(ctx);
+            MessageResult(Withdrawal::Aborted)
+        } else if withdrawn > 0 {
+            MessageResult(Withdrawal::Withdrawn)
+        } else {
+            MessageResult(Withdrawal::NotHeld)
+        }
     }
 }
 
@@ -546,7 +658,7 @@ impl Handler<Next> for BaristaPool {
         if station.current.is_some() {
             return Err(PoolError::Busy);
         }
-        let Some(ticket) = self.queue.pop_front() else { return Ok(None) };
+        let Some(ticket) = self.take_for(index) else { return Ok(None) };
         let view = TicketView::from(&ticket);
         self.start(index, ticket, ctx);
         Ok(Some(view))
@@ -568,11 +680,11 @@ impl Handler<Done> for BaristaPool {
         if self.stations[index].mode != StationMode::Manual {
             return Err(PoolError::NotManual);
         }
-        let order_id = match &self.stations[index].current {
-            Some(ticket) => ticket.order_id.clone(),
+        let (order_id, kind) = match &self.stations[index].current {
+            Some(ticket) => (ticket.order_id.clone(), ticket.kind.clone()),
             None => return Err(PoolError::Idle),
         };
-        self.finish(index, &order_id, ctx);
+        self.finish(index, &order_id, &kind, ctx);
         Ok(self.stations[index].view())
     }
 }
@@ -604,31 +716,42 @@ impl Handler<ListQueue> for BaristaPool {
     }
 }
 
-/// Builds a ticket for an order; `queued_ms` defaults to now.
-pub fn ticket_for(order: &crate::domain::Order, owner: Addr<OrderActor>) -> Ticket {
-    Ticket {
-        order_id: order.id.clone(),
-        number: order.number,
-        customer: order.customer.clone(),
-        queue_seq: order.queue_seq.unwrap_or(0),
-        items: order
-            .lines
-            .iter()
-            .map(|line| TicketItem {
-                menu_id: line.menu_id.clone(),
-                name: line.name.clone(),
-                qty: line.qty,
-                options: line.options.clone(),
-                note: line.note.clone(),
-            })
-            .collect(),
-        brew_ms: order.brew_ms(),
-        queued_ms: order
-            .history
-            .iter()
-            .rev()
-            .find(|entry| entry.status == crate::domain::OrderStatus::Queued)
-            .map_or_else(now_ms, |entry| entry.at_ms),
-        owner,
-    }
+/// The order's tickets not yet done, one per station kind, each with that
+/// kind's lines; `queued_ms` is when the order was last queued (now if never).
+pub fn tickets_for(order: &crate::domain::Order, owner: Addr<OrderActor>) -> Vec<Ticket> {
+    let queued_ms = order
+        .history
+        .iter()
+        .rev()
+        .find(|entry| entry.status == crate::domain::OrderStatus::Queued)
+        .map_or_else(now_ms, |entry| entry.at_ms);
+    order
+        .tickets
+        .iter()
+        .enumerate()
+        .filter(|(_, ticket)| ticket.status != crate::domain::TicketStatus::Done)
+        .map(|(part, ticket)| Ticket {
+            order_id: order.id.clone(),
+            kind: ticket.kind.clone(),
+            part,
+            number: order.number,
+            customer: order.customer.clone(),
+            queue_seq: order.queue_seq.unwrap_or(0),
+            items: order
+                .lines
+                .iter()
+                .filter(|line| line.station == ticket.kind)
+                .map(|line| TicketItem {
+                    menu_id: line.menu_id.clone(),
+                    name: line.name.clone(),
+                    qty: line.qty,
+                    options: line.options.clone(),
+                    note: line.note.clone(),
+                })
+                .collect(),
+            brew_ms: order.brew_ms_of(&ticket.kind),
+            queued_ms,
+            owner: owner.clone(),
+        })
+        .collect()
 }

@@ -31,11 +31,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::barista::{ticket_for, Enqueue, Withdraw, Withdrawal};
+use super::barista::{tickets_for, Enqueue, Withdraw, Withdrawal};
 use super::engine::Engine;
 use super::payment::{Charge, PaymentError, Refund};
 use crate::domain::time::now_ms;
-use crate::domain::{Draft, Order, OrderEvent, OrderStatus, PaymentStatus, TransitionError};
+use crate::domain::{Draft, Order, OrderEvent, OrderStatus, PaymentStatus, TicketStatus, TransitionError};
 use crate::persistence::{Batch, IdempotencyRecord, IdempotentOutcome, PaymentIntent, StoreError};
 
 /// Why an order command failed, grouped by what the caller must do.
@@ -129,14 +129,14 @@ impl OrderActor {
     fn follow_ticket(&mut self, event: OrderEvent, ctx: &mut Context<Self>) {
         let name = event.name();
         let retry = event.clone();
-        let step = self.persist(event, |order, batch| match (order.status, order.queue_seq) {
-            (OrderStatus::Brewing, Some(seq)) => {
+        // The ticket index holds the orders with a ticket waiting in the queue.
+        let step = self.persist(event, |order, batch| {
+            let Some(seq) = order.queue_seq else { return };
+            if order.tickets.iter().any(|ticket| ticket.status == TicketStatus::Queued) {
+                batch.put_ticket(seq, &order.id);
+            } else {
                 batch.delete_ticket(seq);
             }
-            (OrderStatus::Queued, Some(seq)) => {
-                batch.put_ticket(seq, &order.id);
-            }
-            _ => {}
         });
         ctx.wait(step.map(move |result, act, ctx| match result {
             Ok(order) if order.status == OrderStatus::Ready => act.passivate_later(ctx),
@@ -248,6 +248,7 @@ impl Handler<Place> for OrderActor {
         let me = ctx.address();
         let Place { draft, payment_key, idempotency, held } = msg;
         let store = draft.store.clone();
+        let tickets = draft.ticket_count();
         let saga = async move {
             let intent = PaymentIntent {
                 key: payment_key.clone(),
@@ -289,8 +290,10 @@ impl Handler<Place> for OrderActor {
                         }
                         return Err(OrderError::NotStored { refunded });
                     }
-                    if !super::deliver(&store.pool, Enqueue(ticket_for(&order, me))) {
-                        tracing::error!(order = %id, "the barista pool is gone; the ticket waits on disk for a restart");
+                    for ticket in tickets_for(&order, me) {
+                        if !super::deliver(&store.pool, Enqueue(ticket)) {
+                            tracing::error!(order = %id, "the barista pool is gone; the ticket waits on disk for a restart");
+                        }
                     }
                     Ok(Arc::new(order))
                 }
@@ -324,8 +327,8 @@ impl Handler<Place> for OrderActor {
                     act.order = Some(order.clone());
                 }
                 Err(_) => {
-                    // No ticket joined the queue: give back the place reserved for it.
-                    act.engine.stores.of(&store).admission.release();
+                    // No ticket joined the queue: give back the places reserved for them.
+                    act.engine.stores.of(&store).admission.release_n(tickets);
                     ctx.stop();
                 }
             }
@@ -389,9 +392,11 @@ impl Handler<Cancel> for OrderActor {
                                 if !matches!(withdrawal, Withdrawal::NotHeld) {
                                     if let Some(order) = &act.order {
                                         let store = act.engine.stores.of(&order.store);
-                                        store.admission.force_reserve();
-                                        if !super::deliver(&store.pool, Enqueue(ticket_for(order, ctx.address()))) {
-                                            tracing::error!(order = %act.id, "the barista pool is gone; the ticket waits on disk for a restart");
+                                        for ticket in tickets_for(order, ctx.address()) {
+                                            store.admission.force_reserve();
+                                            if !super::deliver(&store.pool, Enqueue(ticket)) {
+                                                tracing::error!(order = %act.id, "the barista pool is gone; the ticket waits on disk for a restart");
+                                            }
                                         }
                                     }
                                 }
@@ -426,43 +431,48 @@ impl Handler<Pickup> for OrderActor {
     }
 }
 
-/// A station took the ticket.
+/// A station took the order's ticket of `kind`.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct TicketStarted {
     pub station: String,
+    pub kind: String,
 }
 
 impl Handler<TicketStarted> for OrderActor {
     type Result = ();
 
     fn handle(&mut self, msg: TicketStarted, ctx: &mut Self::Context) {
-        self.follow_ticket(OrderEvent::Started { station: msg.station }, ctx);
+        self.follow_ticket(OrderEvent::Started { station: msg.station, kind: msg.kind }, ctx);
     }
 }
 
-/// The station gave the ticket back; it is at the head of the queue again.
+/// The station gave the ticket of `kind` back; it is at the head of the queue again.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct TicketRequeued;
+pub struct TicketRequeued {
+    pub kind: String,
+}
 
 impl Handler<TicketRequeued> for OrderActor {
     type Result = ();
 
-    fn handle(&mut self, _: TicketRequeued, ctx: &mut Self::Context) {
-        self.follow_ticket(OrderEvent::Requeued, ctx);
+    fn handle(&mut self, msg: TicketRequeued, ctx: &mut Self::Context) {
+        self.follow_ticket(OrderEvent::Requeued { kind: msg.kind }, ctx);
     }
 }
 
-/// The station finished the order.
+/// The station finished the ticket of `kind`.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct TicketFinished;
+pub struct TicketFinished {
+    pub kind: String,
+}
 
 impl Handler<TicketFinished> for OrderActor {
     type Result = ();
 
-    fn handle(&mut self, _: TicketFinished, ctx: &mut Self::Context) {
-        self.follow_ticket(OrderEvent::Finished, ctx);
+    fn handle(&mut self, msg: TicketFinished, ctx: &mut Self::Context) {
+        self.follow_ticket(OrderEvent::Finished { kind: msg.kind }, ctx);
     }
 }

@@ -12,5 +12,5 @@ pub mod time;
 pub use menu::{Menu, MenuItem, OptionChoice, OptionGroup};
 pub use order::{
     Chosen, Draft, LineOption, LineRequest, Order, OrderEvent, OrderLine, OrderRequest, OrderStatus, PaymentState,
-    PaymentStatus, TransitionError, ValidationError,
+    PaymentStatus, TicketState, TicketStatus, TransitionError, ValidationError,
 };

@@ -12,6 +12,11 @@
 //! `brewing → queued`, happens only when a station gives its ticket back; it is
 //! an explicit event with its own sequence number, so readers still see a
 //! strictly increasing `version`.
+//!
+//! An order makes one ticket per station kind its lines need (API.md contract
+//! v2, routing). Ticket events name their kind; the order's status follows
+//! its tickets: `queued` until one starts, `brewing` while any is being made
+//! or waits with another already started or done, `ready` when all are done.
 
 use std::collections::BTreeMap;
 
@@ -122,6 +127,24 @@ pub struct LineOption {
     pub price: u64,
 }
 
+/// Where one of an order's tickets is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TicketStatus {
+    Queued,
+    Brewing,
+    Done,
+}
+
+/// One ticket of an order: the lines of one station kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TicketState {
+    pub kind: String,
+    pub status: TicketStatus,
+    /// The station making it, or that made it.
+    pub station: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub seq: u64,
@@ -206,9 +229,32 @@ pub struct Draft {
     pub currency: String,
 }
 
+impl Draft {
+    /// How many tickets the order will make: one per station kind of its lines.
+    pub fn ticket_count(&self) -> usize {
+        let mut kinds: Vec<&str> = self.lines.iter().map(|line| line.station.as_str()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        kinds.len()
+    }
+
+    /// Its tickets as (kind, unscaled brew ms of the kind's lines), for an estimate.
+    pub fn ticket_brews(&self) -> Vec<(String, u64)> {
+        let mut tickets: Vec<(String, u64)> = Vec::new();
+        for line in &self.lines {
+            let brew = line.brew_ms * u64::from(line.qty);
+            match tickets.iter_mut().find(|(kind, _)| *kind == line.station) {
+                Some((_, total)) => *total += brew,
+                None => tickets.push((line.station.clone(), brew)),
+            }
+        }
+        tickets
+    }
+}
+
 impl OrderRequest {
-    /// Checks the request against the menu and the bounds, and prices it.
-    /// At the store the request names (the default store when none), at the menu's prices.
+    /// Checks the request against the menu and the bounds, and prices it,
+    /// at the store the request names (the default store when none), at the menu's prices.
     pub fn validate(&self, menu: &Menu) -> Result<Draft, ValidationError> {
         self.validate_priced(menu, self.store.as_deref().unwrap_or(DEFAULT_STORE), &|_| None)
     }
@@ -352,12 +398,13 @@ fn check_note(note: Option<&str>, index: usize) -> Result<Option<String>, Valida
 pub enum OrderEvent {
     /// The ticket joined the barista queue at position `queue_seq`.
     Queued { queue_seq: u64 },
-    /// A station took the ticket.
-    Started { station: String },
-    /// The station gave the ticket back (paused or crashed); it is at the head of the queue again.
-    Requeued,
-    /// The station finished making it.
-    Finished,
+    /// A station took the ticket of `kind`.
+    Started { station: String, kind: String },
+    /// The station gave the ticket of `kind` back (paused or crashed); it is
+    /// at the head of the queue again.
+    Requeued { kind: String },
+    /// The station finished making the ticket of `kind`.
+    Finished { kind: String },
     PickedUp,
     /// The customer cancelled; the refund is now owed.
     Cancelled,
@@ -401,6 +448,8 @@ pub struct Order {
     pub queue_seq: Option<u64>,
     /// Estimated time it will be ready, while not yet ready.
     pub eta_ms: Option<u64>,
+    /// One per station kind its lines need, in the order the lines first name them.
+    pub tickets: Vec<TicketState>,
     pub created_ms: u64,
     pub updated_ms: u64,
     pub version: u64,
@@ -410,6 +459,12 @@ pub struct Order {
 impl Order {
     /// The order as it is established: charged (`payment_id`) and `paid`.
     pub fn paid(id: String, draft: Draft, key: String, payment_id: String, now_ms: u64) -> Self {
+        let mut tickets: Vec<TicketState> = Vec::new();
+        for line in &draft.lines {
+            if !tickets.iter().any(|ticket| ticket.kind == line.station) {
+                tickets.push(TicketState { kind: line.station.clone(), status: TicketStatus::Queued, station: None });
+            }
+        }
         Order {
             id,
             store: draft.store,
@@ -428,6 +483,7 @@ impl Order {
             station: None,
             queue_seq: None,
             eta_ms: None,
+            tickets,
             created_ms: now_ms,
             updated_ms: now_ms,
             version: 1,
@@ -440,15 +496,55 @@ impl Order {
         self.lines.iter().map(|line| line.brew_ms * u64::from(line.qty)).sum()
     }
 
+    /// How long a station takes to make the ticket of `kind`, unscaled.
+    pub fn brew_ms_of(&self, kind: &str) -> u64 {
+        self.lines.iter().filter(|line| line.station == kind).map(|line| line.brew_ms * u64::from(line.qty)).sum()
+    }
+
+    fn ticket(&self, kind: &str) -> Option<&TicketState> {
+        self.tickets.iter().find(|ticket| ticket.kind == kind)
+    }
+
+    /// The tickets of an order read back from before tickets were kept
+    /// (snapshot formats 1–3): one per kind of its lines, placed where the
+    /// order's status says.
+    pub fn tickets_from_status(lines: &[OrderLine], status: OrderStatus, station: Option<&str>) -> Vec<TicketState> {
+        let (ticket_status, station) = match status {
+            OrderStatus::Brewing => (TicketStatus::Brewing, station),
+            OrderStatus::Ready | OrderStatus::PickedUp => (TicketStatus::Done, station),
+            OrderStatus::Paid | OrderStatus::Queued | OrderStatus::Cancelled => (TicketStatus::Queued, None),
+        };
+        let mut tickets: Vec<TicketState> = Vec::new();
+        for line in lines {
+            if !tickets.iter().any(|ticket| ticket.kind == line.station) {
+                tickets.push(TicketState { kind: line.station.clone(), status: ticket_status, station: station.map(str::to_owned) });
+            }
+        }
+        tickets
+    }
+
+    /// The status its tickets put a started order in.
+    fn status_from_tickets(&self) -> OrderStatus {
+        let all = |status| self.tickets.iter().all(|ticket| ticket.status == status);
+        if all(TicketStatus::Done) {
+            OrderStatus::Ready
+        } else if all(TicketStatus::Queued) {
+            OrderStatus::Queued
+        } else {
+            OrderStatus::Brewing
+        }
+    }
+
     /// Checks whether `event` applies, without changing anything.
     pub fn check(&self, event: &OrderEvent) -> Result<(), TransitionError> {
         use OrderEvent as E;
         use OrderStatus as S;
+        let ticket_is = |kind: &str, status| self.ticket(kind).is_some_and(|ticket| ticket.status == status);
         let legal = match (event, self.status) {
             (E::Queued { .. }, S::Paid) => true,
-            (E::Started { .. }, S::Queued) => true,
-            (E::Requeued, S::Brewing) => true,
-            (E::Finished, S::Brewing) => true,
+            (E::Started { kind, .. }, S::Queued | S::Brewing) => ticket_is(kind, TicketStatus::Queued),
+            (E::Requeued { kind }, S::Brewing) => ticket_is(kind, TicketStatus::Brewing),
+            (E::Finished { kind }, S::Brewing) => ticket_is(kind, TicketStatus::Brewing),
             (E::PickedUp, S::Ready) => true,
             (E::PickedUp, status) => return Err(TransitionError::NotReady(status.as_str())),
             (E::Cancelled, S::Paid | S::Queued | S::Brewing) => true,
@@ -474,15 +570,27 @@ impl Order {
                 self.queue_seq = Some(queue_seq);
                 Some(OrderStatus::Queued)
             }
-            OrderEvent::Started { station } => {
-                self.station = Some(station);
-                Some(OrderStatus::Brewing)
+            OrderEvent::Started { station, kind } => {
+                self.station = Some(station.clone());
+                self.move_ticket(&kind, TicketStatus::Brewing, Some(station));
+                Some(self.status_from_tickets())
             }
-            OrderEvent::Requeued => {
-                self.station = None;
-                Some(OrderStatus::Queued)
+            OrderEvent::Requeued { kind } => {
+                self.move_ticket(&kind, TicketStatus::Queued, None);
+                // The station shown is one still making a ticket of it, if any.
+                self.station = self
+                    .tickets
+                    .iter()
+                    .find(|ticket| ticket.status == TicketStatus::Brewing)
+                    .and_then(|ticket| ticket.station.clone());
+                Some(self.status_from_tickets())
             }
-            OrderEvent::Finished => Some(OrderStatus::Ready),
+            OrderEvent::Finished { kind } => {
+                let station = self.ticket(&kind).and_then(|ticket| ticket.station.clone());
+                self.move_ticket(&kind, TicketStatus::Done, station.clone());
+                self.station = station;
+                Some(self.status_from_tickets())
+            }
             OrderEvent::PickedUp => Some(OrderStatus::PickedUp),
             OrderEvent::Cancelled => {
                 self.station = None;
@@ -496,7 +604,9 @@ impl Order {
         };
         self.version += 1;
         self.updated_ms = now_ms;
-        if let Some(status) = status {
+        // A ticket event that leaves the order's status as it was (a second
+        // ticket started) bumps the version but adds no history entry.
+        if let Some(status) = status.filter(|status| *status != self.status) {
             self.status = status;
             if !matches!(status, OrderStatus::Paid | OrderStatus::Queued | OrderStatus::Brewing) {
                 self.eta_ms = None;
@@ -504,6 +614,13 @@ impl Order {
             self.history.push(HistoryEntry { seq: self.version, status, at_ms: now_ms });
         }
         Ok(())
+    }
+
+    fn move_ticket(&mut self, kind: &str, status: TicketStatus, station: Option<String>) {
+        if let Some(ticket) = self.tickets.iter_mut().find(|ticket| ticket.kind == kind) {
+            ticket.status = status;
+            ticket.station = station;
+        }
     }
 
     /// The actor has nothing left to do for this order: no ticket, no refund owed.
@@ -521,8 +638,8 @@ impl OrderEvent {
         match self {
             OrderEvent::Queued { .. } => "queued",
             OrderEvent::Started { .. } => "started",
-            OrderEvent::Requeued => "requeued",
-            OrderEvent::Finished => "finished",
+            OrderEvent::Requeued { .. } => "requeued",
+            OrderEvent::Finished { .. } => "finished",
             OrderEvent::PickedUp => "picked_up",
             OrderEvent::Cancelled => "cancelled",
             OrderEvent::Refunded => "refunded",
@@ -567,17 +684,17 @@ mod tests {
             OrderStatus::Paid => &[],
             OrderStatus::Queued => &[OrderEvent::Queued { queue_seq: 7 }],
             OrderStatus::Brewing => {
-                &[OrderEvent::Queued { queue_seq: 7 }, OrderEvent::Started { station: "bar-1".into() }]
+                &[OrderEvent::Queued { queue_seq: 7 }, OrderEvent::Started { station: "bar-1".into(), kind: "bar".into() }]
             }
             OrderStatus::Ready => &[
                 OrderEvent::Queued { queue_seq: 7 },
-                OrderEvent::Started { station: "bar-1".into() },
-                OrderEvent::Finished,
+                OrderEvent::Started { station: "bar-1".into(), kind: "bar".into() },
+                OrderEvent::Finished { kind: "bar".into() },
             ],
             OrderStatus::PickedUp => &[
                 OrderEvent::Queued { queue_seq: 7 },
-                OrderEvent::Started { station: "bar-1".into() },
-                OrderEvent::Finished,
+                OrderEvent::Started { station: "bar-1".into(), kind: "bar".into() },
+                OrderEvent::Finished { kind: "bar".into() },
                 OrderEvent::PickedUp,
             ],
             OrderStatus::Cancelled => &[OrderEvent::Queued { queue_seq: 7 }, OrderEvent::Cancelled],
@@ -592,9 +709,9 @@ mod tests {
     fn all_events() -> Vec<OrderEvent> {
         vec![
             OrderEvent::Queued { queue_seq: 9 },
-            OrderEvent::Started { station: "bar-2".into() },
-            OrderEvent::Requeued,
-            OrderEvent::Finished,
+            OrderEvent::Started { station: "bar-2".into(), kind: "bar".into() },
+            OrderEvent::Requeued { kind: "bar".into() },
+            OrderEvent::Finished { kind: "bar".into() },
             OrderEvent::PickedUp,
             OrderEvent::Cancelled,
             OrderEvent::Refunded,
@@ -607,8 +724,8 @@ mod tests {
         match (from, event) {
             (S::Paid, OrderEvent::Queued { .. }) => Some(S::Queued),
             (S::Queued, OrderEvent::Started { .. }) => Some(S::Brewing),
-            (S::Brewing, OrderEvent::Requeued) => Some(S::Queued),
-            (S::Brewing, OrderEvent::Finished) => Some(S::Ready),
+            (S::Brewing, OrderEvent::Requeued { .. }) => Some(S::Queued),
+            (S::Brewing, OrderEvent::Finished { .. }) => Some(S::Ready),
             (S::Ready, OrderEvent::PickedUp) => Some(S::PickedUp),
             (S::Paid | S::Queued | S::Brewing, OrderEvent::Cancelled) => Some(S::Cancelled),
             (S::Cancelled, OrderEvent::Refunded) => Some(S::Cancelled),
@@ -676,7 +793,7 @@ mod tests {
     fn started_and_requeued_track_the_station() {
         let mut order = order_in(OrderStatus::Brewing);
         assert_eq!(order.station.as_deref(), Some("bar-1"));
-        order.apply(OrderEvent::Requeued, 3_000).unwrap();
+        order.apply(OrderEvent::Requeued { kind: "bar".into() }, 3_000).unwrap();
         assert_eq!(order.station, None);
         assert_eq!(order.queue_seq, Some(7), "a requeued ticket keeps its place number");
     }
@@ -785,6 +902,57 @@ mod tests {
             .validate_priced(&Menu::builtin(), "main", &|id| (id == "latte").then_some(5200))
             .unwrap();
         assert_eq!(draft.lines[0].unit_price, 5700);
+    }
+
+    #[test]
+    fn a_two_kind_order_is_brewing_until_both_tickets_are_done() {
+        use OrderStatus as S;
+        let draft = request(&[("latte", 1), ("croissant", 2), ("americano", 1)]).validate(&Menu::builtin()).unwrap();
+        let mut order = Order::paid("o".into(), draft, "k".into(), "p".into(), 0);
+        let kinds: Vec<&str> = order.tickets.iter().map(|ticket| ticket.kind.as_str()).collect();
+        assert_eq!(kinds, ["bar", "kitchen"], "one ticket per kind, in the order the lines name them");
+        assert_eq!(order.brew_ms_of("bar"), 4000 + 3000);
+        assert_eq!(order.brew_ms_of("kitchen"), 2 * 1500);
+        let started = |station: &str, kind: &str| OrderEvent::Started { station: station.into(), kind: kind.into() };
+        let kind = |kind: &str| kind.to_owned();
+        order.apply(OrderEvent::Queued { queue_seq: 1 }, 1).unwrap();
+        order.apply(started("oven", "kitchen"), 2).unwrap();
+        assert_eq!(order.status, S::Brewing);
+        assert!(order.apply(started("oven", "kitchen"), 3).is_err(), "a ticket starts once");
+        order.apply(OrderEvent::Finished { kind: kind("kitchen") }, 3).unwrap();
+        assert_eq!(order.status, S::Brewing, "waits, with one ticket done, for the other");
+        order.apply(started("bar-1", "bar"), 4).unwrap();
+        order.apply(OrderEvent::Requeued { kind: kind("bar") }, 5).unwrap();
+        assert_eq!(order.status, S::Brewing, "one ticket is done: still brewing");
+        assert!(order.apply(OrderEvent::Finished { kind: kind("bar") }, 6).is_err(), "a queued ticket cannot finish");
+        order.apply(started("bar-2", "bar"), 6).unwrap();
+        order.apply(OrderEvent::Finished { kind: kind("bar") }, 7).unwrap();
+        assert_eq!((order.status, order.station.as_deref()), (S::Ready, Some("bar-2")));
+        let statuses: Vec<S> = order.history.iter().map(|entry| entry.status).collect();
+        assert_eq!(statuses, [S::Paid, S::Queued, S::Brewing, S::Ready], "history only on status changes");
+        assert_eq!(order.version, 8, "every event bumps the version");
+        assert!(order.apply(OrderEvent::Started { station: "x".into(), kind: "pastry".into() }, 8).is_err(), "no such ticket");
+    }
+
+    #[test]
+    fn a_requeue_with_no_other_ticket_started_is_queued_again() {
+        let draft = request(&[("latte", 1), ("croissant", 1)]).validate(&Menu::builtin()).unwrap();
+        let mut order = Order::paid("o".into(), draft, "k".into(), "p".into(), 0);
+        order.apply(OrderEvent::Queued { queue_seq: 1 }, 1).unwrap();
+        order.apply(OrderEvent::Started { station: "bar-1".into(), kind: "bar".into() }, 2).unwrap();
+        order.apply(OrderEvent::Requeued { kind: "bar".into() }, 3).unwrap();
+        assert_eq!((order.status, order.station.as_deref()), (OrderStatus::Queued, None));
+    }
+
+    #[test]
+    fn tickets_of_old_snapshots_follow_the_order_status() {
+        let draft = request(&[("latte", 1), ("croissant", 1)]).validate(&Menu::builtin()).unwrap();
+        let lines = draft.lines;
+        let tickets = Order::tickets_from_status(&lines, OrderStatus::Brewing, Some("bar-1"));
+        assert_eq!(tickets.len(), 2);
+        assert!(tickets.iter().all(|ticket| ticket.status == TicketStatus::Brewing && ticket.station.as_deref() == Some("bar-1")));
+        assert!(Order::tickets_from_status(&lines, OrderStatus::PickedUp, None).iter().all(|t| t.status == TicketStatus::Done));
+        assert!(Order::tickets_from_status(&lines, OrderStatus::Queued, None).iter().all(|t| t.status == TicketStatus::Queued));
     }
 
     #[test]

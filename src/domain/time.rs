@@ -26,3 +26,8 @@ mod tests {
         assert_eq!(rfc3339(1_764_057_612_345), "2025-11-25T08:00:12.345Z");
     }
 }
+
+/// Serializes milliseconds since the epoch as an RFC 3339 string (for `#[serde(serialize_with)]`).
+pub fn serialize_rfc3339<S: serde::Serializer>(ms: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&rfc3339(*ms))
+}

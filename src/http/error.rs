@@ -54,6 +54,11 @@ pub enum ApiError {
     /// 503 `store_paused`: the store's ordering is paused; nothing was charged.
     #[error("this store is not taking orders right now; nothing was charged")]
     StorePaused,
+    /// 503 `store_busy`: the order would be ready later than the store's
+    /// `max_wait_s`; nothing was charged. `eta_ms`: when it would be ready
+    /// (`None`: no station is making what it needs).
+    #[error("{detail}; nothing was charged")]
+    StoreBusy { detail: String, eta_ms: Option<u64>, retry_after_s: u64 },
     #[error("{0}")]
     StationConflict(String),
     #[error("no such resource")]
@@ -101,7 +106,8 @@ impl ApiError {
             | ApiError::Overloaded { .. }
             | ApiError::Timeout
             | ApiError::StorageUnavailable(_)
-            | ApiError::StorePaused => StatusCode::SERVICE_UNAVAILABLE,
+            | ApiError::StorePaused
+            | ApiError::StoreBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PlacementPending { .. } => StatusCode::ACCEPTED,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -144,6 +150,7 @@ impl ApiError {
             ApiError::MenuItemNotFound => "menu_item_not_found",
             ApiError::ItemUnavailable(_) => "item_unavailable",
             ApiError::StorePaused => "store_paused",
+            ApiError::StoreBusy { .. } => "store_busy",
             ApiError::StationConflict(_) => "station_conflict",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -162,6 +169,7 @@ impl ApiError {
             ApiError::Timeout | ApiError::TooManyRequests(_) | ApiError::PlacementPending { .. } => Some(1),
             ApiError::StorageUnavailable(_) => Some(STORAGE_RETRY_AFTER_S),
             ApiError::StorePaused => Some(STORE_PAUSED_RETRY_AFTER_S),
+            ApiError::StoreBusy { retry_after_s, .. } => Some((*retry_after_s).max(1)),
             _ => None,
         }
     }
@@ -184,6 +192,9 @@ impl ApiError {
             retry_after_s: Option<u64>,
             #[serde(skip_serializing_if = "Option::is_none")]
             order_id: Option<&'a str>,
+            /// `store_busy`: when the order would have been ready (`null`: not known).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            eta: Option<Option<String>>,
         }
         let status = self.status();
         let retry_after_s = self.retry_after_s();
@@ -207,6 +218,10 @@ impl ApiError {
             code: self.code(),
             retry_after_s,
             order_id,
+            eta: match &self {
+                ApiError::StoreBusy { eta_ms, .. } => Some(eta_ms.map(crate::domain::time::rfc3339)),
+                _ => None,
+            },
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = Response::new(body.into());

@@ -15,8 +15,8 @@ use warp::reply::Response;
 
 use super::error::ApiError;
 use super::idempotency::{self, Begin, InFlightKeys};
-use super::views::{OrderView, TicketJson};
-use crate::actors::barista::{self, EtaOf, ListQueue, ListStations, PoolError, StationState, StationView};
+use super::views::OrderView;
+use crate::actors::barista::{self, EtaOf, EtaOfNew, TicketView, ListQueue, ListStations, PoolError, StationState, StationView};
 use crate::actors::engine::{Engine, PlacingPermit};
 use crate::actors::order::{Cancel, GetOrder, OrderActor, Pickup, Place};
 use crate::actors::projection::GetStats;
@@ -258,6 +258,29 @@ async fn replay(engine: &Engine, outcome: IdempotentOutcome) -> Response {
     response
 }
 
+/// Pacing (`max_wait_s`): refuses with 503 `store_busy` an order that would
+/// be ready further away than that (or never, with no station working for a
+/// kind it needs). `Retry-After` is how much too long the wait is: by then
+/// the queue ahead has moved on by about that much.
+async fn check_wait(engine: &Engine, store: &StoreState, draft: &Draft, max_wait_s: u64) -> Result<(), ApiError> {
+    let eta_ms = store.pool.send(EtaOfNew(draft.ticket_brews())).timeout(ask_timeout(engine)).await?;
+    let now = crate::domain::time::now_ms();
+    let wait_ms = eta_ms.map(|eta| eta.saturating_sub(now));
+    match wait_ms {
+        Some(wait_ms) if wait_ms <= max_wait_s * 1000 => Ok(()),
+        Some(wait_ms) => Err(ApiError::StoreBusy {
+            detail: format!("{} is busy: this order would be ready in about {} s, over its {max_wait_s} s limit", store.name, wait_ms.div_ceil(1000)),
+            eta_ms,
+            retry_after_s: (wait_ms - max_wait_s * 1000).div_ceil(1000),
+        }),
+        None => Err(ApiError::StoreBusy {
+            detail: format!("{} has no station working on part of this order", store.name),
+            eta_ms: None,
+            retry_after_s: 60,
+        }),
+    }
+}
+
 /// What of the draft is sold out, named for the customer: an item, or a choice on a line.
 fn sold_out_in(store: &StoreState, draft: &Draft) -> Option<String> {
     let sold_out = store.sold_out();
@@ -332,7 +355,11 @@ pub async fn place_order(
     if engine.directory.len() >= engine.settings.orders.max_live {
         return Err(ApiError::overloaded("too many orders in progress"));
     }
-    if !store.admission.try_reserve() {
+    if let Some(max_wait_s) = store.max_wait_s {
+        check_wait(&engine, &store, &draft, max_wait_s).await?;
+    }
+    let tickets = draft.ticket_count();
+    if !store.admission.try_reserve_n(tickets) {
         return Err(ApiError::overloaded("the barista queue is full"));
     }
     let id = uuid::Uuid::now_v7().to_string();
@@ -353,7 +380,7 @@ pub async fn place_order(
         // middle of the saga (the shutdown grace ran out), so the outcome is
         // unknown here too; a retry with the same key after the restart tells.
         Err(actix::MailboxError::Closed) => {
-            store.admission.release();
+            store.admission.release_n(tickets);
             Err(ApiError::PlacementPending { order_id: id })
         }
         // The saga goes on without us: its outcome is unknown, not negative.
@@ -555,7 +582,7 @@ pub async fn station_action(engine: Arc<Engine>, store: Option<String>, id: Stri
         StationAction::Resume => set_station_paused(&engine, &store, id, false).await,
         StationAction::Done => Ok(json(StatusCode::OK, &pool.send(barista::Done { station: id }).timeout(timeout).await??)),
         StationAction::Next => match pool.send(barista::Next { station: id }).timeout(timeout).await?? {
-            Some(ticket) => Ok(json(StatusCode::OK, &TicketJson::from(ticket))),
+            Some(ticket) => Ok(json(StatusCode::OK, &ticket)),
             None => {
                 let mut response = Response::new(Vec::new().into());
                 *response.status_mut() = StatusCode::NO_CONTENT;
@@ -607,10 +634,10 @@ pub async fn queue(engine: Arc<Engine>, store: Option<String>) -> Reply {
     let (tickets, depth) = store.pool.send(ListQueue { limit: QUEUE_LIST_LIMIT }).timeout(ask_timeout(&engine)).await?;
     #[derive(Serialize)]
     struct Queue {
-        tickets: Vec<TicketJson>,
+        tickets: Vec<TicketView>,
         depth: usize,
     }
-    Ok(json(StatusCode::OK, &Queue { tickets: tickets.into_iter().map(TicketJson::from).collect(), depth }))
+    Ok(json(StatusCode::OK, &Queue { tickets, depth }))
 }
 
 pub async fn stats(engine: Arc<Engine>) -> Reply {

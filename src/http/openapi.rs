@@ -10,7 +10,8 @@ use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use super::handlers::{MenuJson, ShelfJson, StoreJson};
-use super::views::{OrderView, TicketJson};
+use super::views::OrderView;
+use crate::actors::barista::TicketView;
 use crate::actors::barista::StationView;
 use crate::domain::OrderRequest;
 
@@ -42,7 +43,7 @@ pub struct OrderPage<'a> {
 #[derive(Serialize, ToSchema)]
 pub struct Queue {
     /// In the order they will be made (at most 500 listed).
-    tickets: Vec<TicketJson>,
+    tickets: Vec<TicketView>,
     depth: usize,
 }
 
@@ -158,7 +159,7 @@ fn resume_station() {}
 
 /// Manual station: take the next ticket.
 #[utoipa::path(post, path = "/stations/{id}/next", params(("id" = String, Path)),
-    responses((status = 200, body = TicketJson), (status = 204, description = "The queue is empty"),
+    responses((status = 200, body = TicketView), (status = 204, description = "The queue is empty"),
               (status = 404, body = Problem, content_type = "application/problem+json"), (status = 409, body = Problem, content_type = "application/problem+json", description = "station_conflict")))]
 fn next_ticket() {}
 

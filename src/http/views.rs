@@ -2,9 +2,8 @@
 
 use serde::Serialize;
 
-use crate::actors::barista::{TicketItem, TicketView};
 use crate::domain::time::rfc3339;
-use crate::domain::{LineOption, Order, OrderStatus, PaymentStatus};
+use crate::domain::{LineOption, Order, OrderStatus, PaymentStatus, TicketStatus};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderView<'a> {
@@ -21,6 +20,8 @@ pub struct OrderView<'a> {
     pub currency: &'a str,
     pub payment: PaymentView,
     pub station: Option<&'a str>,
+    /// One per station kind its lines need (routing).
+    pub tickets: Vec<OrderTicketView<'a>>,
     pub eta: Option<String>,
     pub created_at: String,
     pub updated_at: String,
@@ -39,6 +40,15 @@ pub struct LineView<'a> {
     /// The item's price at the store plus the chosen options' prices.
     pub unit_price: u64,
     pub line_total: u64,
+}
+
+/// One of an order's tickets: where the lines of one station kind are.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OrderTicketView<'a> {
+    pub kind: &'a str,
+    pub status: TicketStatus,
+    /// The station making it, or that made it.
+    pub station: Option<&'a str>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -79,6 +89,11 @@ impl<'a> From<&'a Order> for OrderView<'a> {
             currency: &order.currency,
             payment: PaymentView { status: order.payment.status, amount: order.payment.amount },
             station: order.station.as_deref(),
+            tickets: order
+                .tickets
+                .iter()
+                .map(|ticket| OrderTicketView { kind: &ticket.kind, status: ticket.status, station: ticket.station.as_deref() })
+                .collect(),
             eta: order.eta_ms.map(rfc3339),
             created_at: rfc3339(order.created_ms),
             updated_at: rfc3339(order.updated_ms),
@@ -88,28 +103,6 @@ impl<'a> From<&'a Order> for OrderView<'a> {
                 .iter()
                 .map(|entry| HistoryView { seq: entry.seq, status: entry.status, at: rfc3339(entry.at_ms) })
                 .collect(),
-        }
-    }
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TicketJson {
-    pub order: String,
-    /// The order's pickup number (`null` for orders placed before numbers existed).
-    pub number: Option<u16>,
-    pub customer: Option<String>,
-    pub items: Vec<TicketItem>,
-    pub queued_at: String,
-}
-
-impl From<TicketView> for TicketJson {
-    fn from(ticket: TicketView) -> Self {
-        TicketJson {
-            order: ticket.order,
-            number: ticket.number,
-            customer: ticket.customer,
-            items: ticket.items,
-            queued_at: rfc3339(ticket.queued_ms),
         }
     }
 }

@@ -12,8 +12,9 @@ use crate::domain::Order;
 
 /// The envelope format written today. Version 2 added the order's `store`
 /// and pickup `number`, version 3 a line's `options`, `note` and `station`
-/// kind; version 1 and 2 records are still read (see [`v1`], [`v2`]).
-pub const FORMAT_VERSION: u8 = 3;
+/// kind, version 4 the order's `tickets`; older records are still read (see
+/// [`v1`], [`v2`], [`v3`]).
+pub const FORMAT_VERSION: u8 = 4;
 
 /// Which record an envelope holds; a mismatch means a bug or a corrupted value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +134,7 @@ pub fn decode_order(bytes: &[u8]) -> Result<Order, CodecError> {
     match envelope_version(bytes)? {
         1 => decode_body::<v1::Order>(Kind::Order, bytes).map(Order::from),
         2 => decode_body::<v2::Order>(Kind::Order, bytes).map(Order::from),
+        3 => decode_body::<v3::Order>(Kind::Order, bytes).map(Order::from),
         _ => decode(Kind::Order, bytes),
     }
 }
@@ -161,6 +163,7 @@ pub fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyRecord, CodecError>
     match envelope_version(bytes)? {
         1 => decode_body::<v1::IdempotencyRecord>(Kind::Idempotency, bytes).map(IdempotencyRecord::from),
         2 => decode_body::<v2::IdempotencyRecord>(Kind::Idempotency, bytes).map(IdempotencyRecord::from),
+        3 => decode_body::<v3::IdempotencyRecord>(Kind::Idempotency, bytes).map(IdempotencyRecord::from),
         _ => decode(Kind::Idempotency, bytes),
     }
 }
@@ -220,13 +223,15 @@ mod v1 {
 
     impl From<Order> for crate::domain::Order {
         fn from(old: Order) -> Self {
+            let lines: Vec<crate::domain::OrderLine> = old.lines.into_iter().map(Into::into).collect();
             crate::domain::Order {
                 id: old.id,
                 store: DEFAULT_STORE.to_owned(),
                 number: None,
                 customer: old.customer,
                 status: old.status,
-                lines: old.lines.into_iter().map(Into::into).collect(),
+                tickets: crate::domain::Order::tickets_from_status(&lines, old.status, old.station.as_deref()),
+                lines,
                 total: old.total,
                 currency: old.currency,
                 payment: old.payment,
@@ -297,13 +302,92 @@ mod v2 {
 
     impl From<Order> for crate::domain::Order {
         fn from(old: Order) -> Self {
+            let lines: Vec<crate::domain::OrderLine> = old.lines.into_iter().map(Into::into).collect();
             crate::domain::Order {
                 id: old.id,
                 store: old.store,
                 number: old.number,
                 customer: old.customer,
                 status: old.status,
-                lines: old.lines.into_iter().map(Into::into).collect(),
+                tickets: crate::domain::Order::tickets_from_status(&lines, old.status, old.station.as_deref()),
+                lines,
+                total: old.total,
+                currency: old.currency,
+                payment: old.payment,
+                station: old.station,
+                queue_seq: old.queue_seq,
+                eta_ms: old.eta_ms,
+                created_ms: old.created_ms,
+                updated_ms: old.updated_ms,
+                version: old.version,
+                history: old.history,
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub struct IdempotencyRecord {
+        body_sha256: [u8; 32],
+        outcome: IdempotentOutcome,
+        created_ms: u64,
+    }
+
+    #[derive(Deserialize)]
+    enum IdempotentOutcome {
+        Created(Order),
+        Declined,
+    }
+
+    impl From<IdempotencyRecord> for super::IdempotencyRecord {
+        fn from(old: IdempotencyRecord) -> Self {
+            super::IdempotencyRecord {
+                body_sha256: old.body_sha256,
+                outcome: match old.outcome {
+                    IdempotentOutcome::Created(order) => super::IdempotentOutcome::Created(order.into()),
+                    IdempotentOutcome::Declined => super::IdempotentOutcome::Declined,
+                },
+                created_ms: old.created_ms,
+            }
+        }
+    }
+}
+
+/// The records of format version 3 (lines with options; no tickets).
+mod v3 {
+    use serde::Deserialize;
+
+    use crate::domain::order::{HistoryEntry, OrderLine, OrderStatus, PaymentState};
+
+    #[derive(Deserialize)]
+    pub struct Order {
+        id: String,
+        store: String,
+        number: Option<u16>,
+        customer: Option<String>,
+        status: OrderStatus,
+        lines: Vec<OrderLine>,
+        total: u64,
+        currency: String,
+        payment: PaymentState,
+        station: Option<String>,
+        queue_seq: Option<u64>,
+        eta_ms: Option<u64>,
+        created_ms: u64,
+        updated_ms: u64,
+        version: u64,
+        history: Vec<HistoryEntry>,
+    }
+
+    impl From<Order> for crate::domain::Order {
+        fn from(old: Order) -> Self {
+            crate::domain::Order {
+                tickets: crate::domain::Order::tickets_from_status(&old.lines, old.status, old.station.as_deref()),
+                id: old.id,
+                store: old.store,
+                number: old.number,
+                customer: old.customer,
+                status: old.status,
+                lines: old.lines,
                 total: old.total,
                 currency: old.currency,
                 payment: old.payment,
@@ -466,7 +550,15 @@ mod tests {
         );
         let mut bytes = vec![version, Kind::Order as u8];
         let config = bincode::config::standard();
-        if version == 1 {
+        if version == 3 {
+            // Full lines, and no tickets: the order's fields up to `eta_ms`, then the rest.
+            let head = (&order.id, &order.store, order.number, &order.customer, order.status, &order.lines);
+            let rest = (
+                order.total, &order.currency, &order.payment, &order.station, order.queue_seq, order.eta_ms,
+                order.created_ms, order.updated_ms, order.version, &order.history,
+            );
+            bincode::serde::encode_into_std_write((head, rest), &mut bytes, config).unwrap();
+        } else if version == 1 {
             bincode::serde::encode_into_std_write((&order.id, &order.customer, rest), &mut bytes, config).unwrap();
         } else {
             let head = (&order.id, &order.store, order.number, &order.customer);
@@ -511,6 +603,32 @@ mod tests {
         bytes.extend_from_slice(&old_order_bytes(2, &expected)[2..]);
         bincode::serde::encode_into_std_write(5u64, &mut bytes, bincode::config::standard()).unwrap();
         assert_eq!(decode_idempotency(&bytes).unwrap().outcome, IdempotentOutcome::Created(expected));
+    }
+
+    #[test]
+    fn version_3_records_get_one_ticket_per_kind_placed_by_the_order_status() {
+        let request = OrderRequest {
+            store: None,
+            customer: None,
+            items: vec![LineRequest::new("latte", 1), LineRequest::new("croissant", 1)],
+        };
+        let draft = request.validate(&Menu::builtin()).unwrap();
+        let mut order = Order::paid("o".into(), draft, "k".into(), "p".into(), 1);
+        order.apply(OrderEvent::Queued { queue_seq: 3 }, 2).unwrap();
+        order.apply(OrderEvent::Started { station: "bar-1".into(), kind: "bar".into() }, 3).unwrap();
+        let decoded = decode_order(&old_order_bytes(3, &order)).expect("a v3 order decodes");
+        assert_eq!(decoded.lines, order.lines);
+        // Format 3 knew one station per order: every ticket is where the order was.
+        let tickets: Vec<(&str, crate::domain::TicketStatus)> =
+            decoded.tickets.iter().map(|ticket| (ticket.kind.as_str(), ticket.status)).collect();
+        use crate::domain::TicketStatus::Brewing;
+        assert_eq!(tickets, [("bar", Brewing), ("kitchen", Brewing)]);
+        let mut bytes = vec![3, Kind::Idempotency as u8];
+        bincode::serde::encode_into_std_write([7u8; 32], &mut bytes, bincode::config::standard()).unwrap();
+        bytes.push(0);
+        bytes.extend_from_slice(&old_order_bytes(3, &order)[2..]);
+        bincode::serde::encode_into_std_write(5u64, &mut bytes, bincode::config::standard()).unwrap();
+        assert!(matches!(decode_idempotency(&bytes).unwrap().outcome, IdempotentOutcome::Created(_)));
     }
 
     #[test]

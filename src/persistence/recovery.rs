@@ -26,14 +26,14 @@ use std::time::Instant;
 
 use super::codec::OrphanRefund;
 use super::store::{Batch, StoreError};
-use crate::actors::barista::{ticket_for, Enqueue, Pause};
+use crate::actors::barista::{tickets_for, Enqueue, Pause};
 use crate::actors::engine::Engine;
 use crate::actors::order::OrderActor;
 use crate::actors::payment::{Lookup, Refund};
 use crate::gateway::GatewayPayment;
 use crate::actors::projection::{Seed, ShelfScan};
 use crate::domain::time::now_ms;
-use crate::domain::{OrderEvent, OrderStatus, PaymentStatus};
+use crate::domain::{Order, OrderEvent, OrderStatus, PaymentStatus, TicketStatus};
 
 /// While running, intents younger than this are left to their placement.
 const INTENT_GRACE_MS: u64 = 60_000;
@@ -111,10 +111,10 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
     let mut counts = counts;
     let mut tickets = Vec::new();
     live.sort_by_key(|order| order.queue_seq);
-    // A brewing order's ticket left the index when brewing started (and is
-    // put back below): only the orders not brewing should have one on disk.
-    let expected_tickets =
-        live.iter().filter(|order| order.status.holds_ticket() && order.status != OrderStatus::Brewing).count();
+    // The index holds the orders with a ticket waiting in the queue (a ticket
+    // being made left it when it started, and is put back below).
+    let waiting = |order: &Order| order.tickets.iter().any(|ticket| ticket.status == TicketStatus::Queued);
+    let expected_tickets = live.iter().filter(|order| order.status.holds_ticket() && waiting(order)).count();
     report.ticket_index_disagreements = expected_tickets.abs_diff(persisted_tickets.len());
     if expected_tickets != persisted_tickets.len() {
         tracing::warn!(
@@ -129,13 +129,25 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
                 .queue_seq
                 .ok_or_else(|| RecoveryError::NoQueueSeq(order.id.clone(), order.status.as_str()))?;
             max_seq = max_seq.max(seq);
-            if order.status == OrderStatus::Brewing {
-                order.apply(OrderEvent::Requeued, now_ms()).expect("brewing → queued is legal");
+            // Every ticket a station was making when crema stopped goes back to the queue.
+            let brewing: Vec<String> = order
+                .tickets
+                .iter()
+                .filter(|ticket| ticket.status == TicketStatus::Brewing)
+                .map(|ticket| ticket.kind.clone())
+                .collect();
+            if !brewing.is_empty() {
+                let before = order.status;
+                for kind in brewing {
+                    order.apply(OrderEvent::Requeued { kind }, now_ms()).expect("a ticket being made can go back");
+                }
                 let mut batch = Batch::new();
                 batch.put_order(order).put_ticket(seq, &order.id);
                 engine.writer.commit(batch).await?;
-                *counts.entry(OrderStatus::Brewing).or_default() -= 1;
-                *counts.entry(OrderStatus::Queued).or_default() += 1;
+                if order.status != before {
+                    *counts.entry(before).or_default() -= 1;
+                    *counts.entry(order.status).or_default() += 1;
+                }
                 report.requeued += 1;
             }
         }
@@ -148,8 +160,10 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
             if engine.stores.get(&order.store).is_none() {
                 tracing::warn!(order = %order.id, store = %order.store, "the order's store is no longer configured; the default store makes it");
             }
-            engine.stores.of(&order.store).admission.force_reserve();
-            tickets.push((order.store.clone(), ticket_for(&order, addr)));
+            for ticket in tickets_for(&order, addr.clone()) {
+                engine.stores.of(&order.store).admission.force_reserve();
+                tickets.push((order.store.clone(), ticket));
+            }
         }
         report.revived += 1;
     }

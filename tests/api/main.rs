@@ -11,6 +11,7 @@ mod options;
 mod orders;
 mod payment;
 mod recovery;
+mod routing;
 mod rush;
 mod soak;
 mod stores;

@@ -68,6 +68,7 @@ struct Cluster {
 
 impl Cluster {
     fn start(dir: &Path) -> Cluster {
+        std::fs::write(dir.join("crema.toml"), STORES).unwrap();
         let mut cluster = Cluster { dir: dir.to_owned(), crema_port: free_port(), sim_port: free_port(), crema: None, sim: None };
         cluster.start_sim();
         cluster.start_crema();
@@ -92,7 +93,9 @@ impl Cluster {
             ("CREMA_BARISTA__STATIONS", "3"),
             ("CREMA_ORDERS__PASSIVATE_AFTER_MS", "300"),
         ];
-        self.crema = Some(Process::start(&["serve", "--bind", &bind, "--data", data.to_str().unwrap()], &envs));
+        let config = self.dir.join("crema.toml");
+        let args = ["serve", "--bind", &bind, "--data", data.to_str().unwrap(), "--config", config.to_str().unwrap()];
+        self.crema = Some(Process::start(&args, &envs));
     }
 
     fn base(&self) -> String {
@@ -106,6 +109,44 @@ impl Cluster {
 
 const MENU: [&str; 4] = ["americano", "latte", "espresso", "cold_brew"];
 
+/// Two stores: gangnam routes espresso drinks to its bars and pastries to
+/// its oven (so an order with both makes two tickets); hongdae has one
+/// station for everything.
+const STORES: &str = r#"
+[[stores]]
+id = "gangnam"
+name = "Gangnam"
+[[stores.stations]]
+id = "bar-1"
+serves = ["bar"]
+[[stores.stations]]
+id = "bar-2"
+serves = ["bar"]
+[[stores.stations]]
+id = "oven"
+serves = ["kitchen"]
+[[stores]]
+id = "hongdae"
+name = "Hongdae"
+[[stores.stations]]
+id = "bar-1"
+"#;
+
+/// The `n`th order of `worker`: at either store, a drink with options, and
+/// every third order a croissant too (two tickets at gangnam).
+fn order_body(worker: usize, n: usize, key: &str) -> Value {
+    let store = if (worker + n) % 2 == 0 { "gangnam" } else { "hongdae" };
+    let mut items = vec![json!({"menu_id": MENU[(worker + n) % MENU.len()], "qty": 1 + n % 2})];
+    if MENU[(worker + n) % MENU.len()] == "latte" {
+        items[0]["options"] = json!({"size": "grande", "milk": "oat", "extras": ["extra_shot"]});
+        items[0]["note"] = json!("soak");
+    }
+    if n % 3 == 0 {
+        items.push(json!({"menu_id": "croissant", "qty": 1, "options": {"warming": "warmed"}}));
+    }
+    json!({"store": store, "customer": key, "items": items})
+}
+
 /// One customer after another: order with a key until a final answer, then
 /// maybe cancel, maybe follow it to ready and pick it up.
 async fn customer(worker: usize, base: String, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
@@ -114,7 +155,7 @@ async fn customer(worker: usize, base: String, ledger: Arc<Mutex<Ledger>>, stop:
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         let key = format!("soak-{worker}-{n}");
-        let body = json!({"customer": key, "items": [{"menu_id": MENU[(worker + n) % MENU.len()], "qty": 1 + n % 2}]});
+        let body = order_body(worker, n, &key);
         let Some(outcome) = place(&client, &base, &key, &body).await else { continue };
         let id = match &outcome {
             Outcome::Placed(id) => id.clone(),
@@ -341,11 +382,13 @@ pub async fn soak(cycles: usize) {
         })
         .map(|payment| payment.to_string())
         .collect();
+    // Settled: ready or picked up with every ticket done, or cancelled and refunded.
     let stuck: Vec<String> = orders
         .values()
         .filter(|order| {
             let status = order["status"].as_str().unwrap_or("");
-            let settled = matches!(status, "ready" | "picked_up")
+            let made = order["tickets"].as_array().is_some_and(|tickets| tickets.iter().all(|ticket| ticket["status"] == "done"));
+            let settled = (matches!(status, "ready" | "picked_up") && made)
                 || (status == "cancelled" && order["payment"]["status"] == "refunded");
             !settled
         })
@@ -360,6 +403,13 @@ pub async fn soak(cycles: usize) {
         }
     }
     let unique: HashSet<&str> = placed.keys().copied().collect();
+    let two_tickets = orders.values().filter(|order| order["tickets"].as_array().is_some_and(|t| t.len() == 2)).count();
+    let at = |store: &str| orders.values().filter(|order| order["store"] == store).count();
+    eprintln!(
+        "soak: {} orders at gangnam, {} at hongdae, {two_tickets} with two tickets",
+        at("gangnam"),
+        at("hongdae")
+    );
     eprintln!(
         "soak: {cycles} kill cycles in {:?}: {} keys answered, {} placed, {} not placed, {} orders, {} payments",
         began.elapsed(),
@@ -389,6 +439,7 @@ pub async fn soak(cycles: usize) {
         assert!(list.is_empty(), "{name}: {list:#?}");
     }
     assert!(unique.len() >= 20 * cycles.min(5), "the soak placed too few orders to mean much: {}", unique.len());
+    assert!(two_tickets > 0 && at("gangnam") > 0 && at("hongdae") > 0, "the soak covers both stores and two-ticket orders");
     let crema = cluster.crema.take().unwrap();
     assert!(crema.terminate().success());
 }
