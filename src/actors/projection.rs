@@ -9,8 +9,12 @@
 //! longest-ready first, at most [`SHELF_MAX`] of them (the count of ready
 //! orders stays exact; a shelf beyond that size is a benchmark, not a café).
 //!
+//! And per store: orders and revenue (seeded by recovery from every order on
+//! disk), and the lead times (paid → ready) of its last [`LEAD_TIMES`] ready
+//! orders, for the dashboard's p50/p90.
+//!
 //! If it falls so far behind that the broadcast drops events, it rebuilds its
-//! counts and the shelf from the store.
+//! counts, the shelf and the store figures from the store.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -71,31 +75,79 @@ impl Shelf {
     }
 }
 
-/// Collects the longest-ready orders of a scan without holding more than
-/// about twice [`SHELF_MAX`] of them at once.
-#[derive(Default)]
-pub struct ShelfScan(Vec<Order>);
+/// Lead times kept per store for the percentiles.
+pub const LEAD_TIMES: usize = 1_000;
 
-impl ShelfScan {
-    pub fn offer(&mut self, order: &Order) {
-        if order.status != OrderStatus::Ready {
-            return;
-        }
-        self.0.push(order.clone());
-        if self.0.len() >= 2 * SHELF_MAX {
-            self.0.sort_by_key(|order| order.updated_ms);
-            self.0.truncate(SHELF_MAX);
+/// One store's figures for the dashboard.
+#[derive(Debug, Clone, Default)]
+pub struct StoreFigures {
+    /// Orders established.
+    pub orders: u64,
+    /// Their totals, less those cancelled (refunded or owed), in the minor unit.
+    pub revenue: u64,
+    /// Paid → ready, ms, of the last [`LEAD_TIMES`] orders made, oldest first.
+    pub lead_ms: VecDeque<u64>,
+}
+
+impl StoreFigures {
+    fn lead_time(&mut self, order: &Order) {
+        let at = |status| order.history.iter().find(|entry| entry.status == status).map(|entry| entry.at_ms);
+        if let (Some(paid), Some(ready)) = (at(OrderStatus::Paid), at(OrderStatus::Ready)) {
+            if self.lead_ms.len() == LEAD_TIMES {
+                self.lead_ms.pop_front();
+            }
+            self.lead_ms.push_back(ready.saturating_sub(paid));
         }
     }
 
-    pub fn into_orders(self) -> Vec<Order> {
-        self.0
+    /// An order read from disk, in id (time) order.
+    fn scan(&mut self, order: &Order) {
+        self.orders += 1;
+        if order.status != OrderStatus::Cancelled {
+            self.revenue += order.total;
+        }
+        self.lead_time(order);
+    }
+}
+
+/// The `q`-quantile (0–1) of `values` (nearest rank); `None` when empty.
+pub fn quantile(values: impl Iterator<Item = u64>, q: f64) -> Option<u64> {
+    let mut sorted: Vec<u64> = values.collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_unstable();
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// What a scan of every order gives the read side: the longest-ready orders
+/// (without holding more than about twice [`SHELF_MAX`] of them at once) and
+/// each store's figures.
+#[derive(Default)]
+pub struct ReadScan {
+    shelf: Vec<Order>,
+    figures: HashMap<String, StoreFigures>,
+}
+
+impl ReadScan {
+    pub fn offer(&mut self, order: &Order) {
+        self.figures.entry(order.store.clone()).or_default().scan(order);
+        if order.status != OrderStatus::Ready {
+            return;
+        }
+        self.shelf.push(order.clone());
+        if self.shelf.len() >= 2 * SHELF_MAX {
+            self.shelf.sort_by_key(|order| order.updated_ms);
+            self.shelf.truncate(SHELF_MAX);
+        }
     }
 }
 
 pub struct Projection {
     counts: HashMap<OrderStatus, u64>,
     shelf: Shelf,
+    figures: HashMap<String, StoreFigures>,
     /// (second, orders established in it), newest last.
     placed: VecDeque<(u64, u64)>,
     store: Store,
@@ -104,7 +156,14 @@ pub struct Projection {
 
 impl Projection {
     pub fn new(store: Store, events: tokio::sync::broadcast::Receiver<OrderChanged>) -> Self {
-        Projection { counts: HashMap::new(), shelf: Shelf::default(), placed: VecDeque::new(), store, events: Some(events) }
+        Projection {
+            counts: HashMap::new(),
+            shelf: Shelf::default(),
+            figures: HashMap::new(),
+            placed: VecDeque::new(),
+            store,
+            events: Some(events),
+        }
     }
 
     fn record(&mut self, change: &OrderChanged) {
@@ -123,10 +182,23 @@ impl Projection {
             }
         }
         *self.counts.entry(change.order.status).or_default() += 1;
-        if change.order.status == OrderStatus::Ready {
-            self.shelf.put(change.order.clone());
+        let order = &change.order;
+        let figures = self.figures.entry(order.store.clone()).or_default();
+        match (change.previous, order.status) {
+            (None, _) => {
+                figures.orders += 1;
+                figures.revenue += order.total;
+            }
+            (Some(before), OrderStatus::Cancelled) if before != OrderStatus::Cancelled => {
+                figures.revenue = figures.revenue.saturating_sub(order.total);
+            }
+            (Some(before), OrderStatus::Ready) if before != OrderStatus::Ready => figures.lead_time(order),
+            _ => {}
+        }
+        if order.status == OrderStatus::Ready {
+            self.shelf.put(order.clone());
         } else if change.previous == Some(OrderStatus::Ready) {
-            self.shelf.take(&change.order.id);
+            self.shelf.take(&order.id);
         }
     }
 
@@ -160,15 +232,16 @@ impl StreamHandler<Result<OrderChanged, BroadcastStreamRecvError>> for Projectio
             Err(BroadcastStreamRecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "projection fell behind; recounting from the store");
                 let mut counts = HashMap::new();
-                let mut shelf = ShelfScan::default();
+                let mut scan = ReadScan::default();
                 let scanned = self.store.for_each_order(|order| {
                     *counts.entry(order.status).or_default() += 1;
-                    shelf.offer(&order);
+                    scan.offer(&order);
                 });
                 match scanned {
                     Ok(_) => {
                         self.counts = counts;
-                        self.shelf.refill(shelf.into_orders());
+                        self.shelf.refill(scan.shelf);
+                        self.figures = scan.figures;
                     }
                     Err(err) => tracing::error!(error = %err, "recounting orders failed"),
                 }
@@ -177,10 +250,10 @@ impl StreamHandler<Result<OrderChanged, BroadcastStreamRecvError>> for Projectio
     }
 }
 
-/// Sets the counts and the pickup shelf found by recovery.
+/// Sets the counts, the pickup shelf and the store figures found by recovery.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Seed(pub HashMap<OrderStatus, u64>, pub Vec<Order>);
+pub struct Seed(pub HashMap<OrderStatus, u64>, pub ReadScan);
 
 impl Handler<Seed> for Projection {
     type Result = ();
@@ -189,7 +262,8 @@ impl Handler<Seed> for Projection {
         for (status, count) in msg.0 {
             *self.counts.entry(status).or_default() += count;
         }
-        self.shelf.refill(msg.1);
+        self.shelf.refill(msg.1.shelf);
+        self.figures = msg.1.figures;
     }
 }
 
@@ -216,6 +290,9 @@ impl Handler<GetShelf> for Projection {
 pub struct ProjectionStats {
     pub counts: Vec<(OrderStatus, u64)>,
     pub orders_per_s: f64,
+    /// Per store: its figures, how many orders are on its shelf and since
+    /// when the oldest has waited (ms since the epoch).
+    pub stores: HashMap<String, (StoreFigures, u64, Option<u64>)>,
 }
 
 #[derive(Message)]
@@ -230,6 +307,28 @@ impl Handler<GetStats> for Projection {
             .iter()
             .map(|status| (*status, self.counts.get(status).copied().unwrap_or(0)))
             .collect();
-        MessageResult(ProjectionStats { counts, orders_per_s: self.orders_per_s() })
+        let mut stores: HashMap<String, (StoreFigures, u64, Option<u64>)> =
+            self.figures.iter().map(|(store, figures)| (store.clone(), (figures.clone(), 0, None))).collect();
+        for ((ready_ms, _), order) in &self.shelf.by_age {
+            let entry = stores.entry(order.store.clone()).or_default();
+            entry.1 += 1;
+            entry.2 = Some(entry.2.map_or(*ready_ms, |oldest: u64| oldest.min(*ready_ms)));
+        }
+        MessageResult(ProjectionStats { counts, orders_per_s: self.orders_per_s(), stores })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let values = || (1..=10u64).map(|n| n * 100);
+        assert_eq!(quantile(values(), 0.5), Some(500));
+        assert_eq!(quantile(values(), 0.9), Some(900));
+        assert_eq!(quantile(values(), 1.0), Some(1000));
+        assert_eq!(quantile(std::iter::once(7), 0.9), Some(7));
+        assert_eq!(quantile(std::iter::empty(), 0.5), None);
     }
 }

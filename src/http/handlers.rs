@@ -643,7 +643,8 @@ pub async fn queue(engine: Arc<Engine>, store: Option<String>) -> Reply {
 pub async fn stats(engine: Arc<Engine>) -> Reply {
     let timeout = ask_timeout(&engine);
     let projection = engine.projection.send(GetStats).timeout(timeout).await?;
-    // Every store's stations and queue, and the chain's totals.
+    // Every store's stations, queue and figures, and the chain's totals.
+    let now = crate::domain::time::now_ms();
     let mut stations = Vec::new();
     let mut queue_depth = 0;
     let mut per_store = serde_json::Map::new();
@@ -651,8 +652,15 @@ pub async fn stats(engine: Arc<Engine>) -> Reply {
         let here: Vec<StationView> = store.pool.send(ListStations).timeout(timeout).await?;
         let (_, depth) = store.pool.send(ListQueue { limit: 0 }).timeout(timeout).await?;
         let count = |state| here.iter().filter(|station| station.state == state).count();
+        let (figures, ready, oldest_ready_ms) = projection.stores.get(&store.id).cloned().unwrap_or_default();
         per_store.insert(store.id.clone(), serde_json::json!({
+            "name": store.name,
+            "orders": figures.orders,
+            "revenue": figures.revenue,
+            "lead_time_ms": lead_times(figures.lead_ms.iter().copied()),
             "queue_depth": depth,
+            "ready": ready,
+            "oldest_ready_s": oldest_ready_ms.map(|at| now.saturating_sub(at) / 1000),
             "ordering": if store.is_paused() { "paused" } else { "open" },
             "stations": {"total": here.len(), "idle": count(StationState::Idle), "brewing": count(StationState::Brewing), "paused": count(StationState::Paused)},
         }));
@@ -683,6 +691,9 @@ pub async fn stats(engine: Arc<Engine>) -> Reply {
         },
         "orders_per_s": projection.orders_per_s,
         "live_actors": engine.directory.len(),
+        "revenue": projection.stores.values().map(|(figures, _, _)| figures.revenue).sum::<u64>(),
+        "currency": engine.menu.currency,
+        "lead_time_ms": lead_times(projection.stores.values().flat_map(|(figures, _, _)| figures.lead_ms.iter().copied())),
         "stores": per_store,
         "store": {
             "groups": writer.groups.load(Ordering::Relaxed),
@@ -691,6 +702,16 @@ pub async fn stats(engine: Arc<Engine>) -> Reply {
         },
     });
     Ok(json(StatusCode::OK, &body))
+}
+
+/// Lead times (paid → ready) as `{"p50": ms, "p90": ms, "of": n}`; `null`s with none yet.
+fn lead_times(values: impl Iterator<Item = u64> + Clone) -> serde_json::Value {
+    use crate::actors::projection::quantile;
+    serde_json::json!({
+        "p50": quantile(values.clone(), 0.5),
+        "p90": quantile(values.clone(), 0.9),
+        "of": values.count(),
+    })
 }
 
 /// `GET /metrics`: Prometheus text format.

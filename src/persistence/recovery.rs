@@ -31,7 +31,7 @@ use crate::actors::engine::Engine;
 use crate::actors::order::OrderActor;
 use crate::actors::payment::{Lookup, Refund};
 use crate::gateway::GatewayPayment;
-use crate::actors::projection::{Seed, ShelfScan};
+use crate::actors::projection::{ReadScan, Seed};
 use crate::domain::time::now_ms;
 use crate::domain::{Order, OrderEvent, OrderStatus, PaymentStatus, TicketStatus};
 
@@ -81,7 +81,7 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
         let mut live = Vec::new();
         // The pickup number of each store's newest order: numbering goes on from it.
         let mut last_number: HashMap<String, (u64, u16)> = HashMap::new();
-        let mut shelf = ShelfScan::default();
+        let mut shelf = ReadScan::default();
         let total = store.for_each_order(|order| {
             *counts.entry(order.status).or_default() += 1;
             shelf.offer(&order);
@@ -95,7 +95,7 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
                 live.push(order);
             }
         })?;
-        Ok((counts, live, total, last_number, shelf.into_orders()))
+        Ok((counts, live, total, last_number, shelf))
     })
     .await
     .map_err(|_| RecoveryError::Stopped)??;

@@ -128,3 +128,45 @@ async fn pauses_sold_out_marks_and_numbers_are_per_store_and_kept_across_a_resta
     assert_eq!(place_at(&app, "hongdae", &[("latte", 1)]).await["number"], 1, "hongdae's start at 1");
     app.shutdown().await;
 }
+
+/// `GET /stats` per store: orders, revenue (cancelled orders do not count),
+/// lead time paid → ready, and the pickup shelf's count and oldest wait;
+/// rebuilt from disk after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_give_each_stores_orders_revenue_lead_time_and_shelf() {
+    let app = spawn_app_with(two_stores).await;
+    let kept = place_at(&app, "gangnam", &[("latte", 2)]).await;
+    let cancelled = place_at(&app, "gangnam", &[("americano", 1)]).await;
+    assert_eq!(app.cancel(cancelled["id"].as_str().unwrap()).await.status(), 200);
+    let made = place_at(&app, "hongdae", &[("espresso", 1)]).await;
+    assert_eq!(app.post("/stores/hongdae/stations/bar-1/next").await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(app.post("/stores/hongdae/stations/bar-1/done").await.status(), 200);
+    app.wait_for(made["id"].as_str().unwrap(), "ready", WAIT).await;
+    let check = |stats: &Value| {
+        let gangnam = &stats["stores"]["gangnam"];
+        let hongdae = &stats["stores"]["hongdae"];
+        assert_eq!((gangnam["orders"].as_u64(), gangnam["revenue"].as_u64()), (Some(2), Some(2 * 5200)), "{stats}");
+        assert_eq!((hongdae["orders"].as_u64(), hongdae["revenue"].as_u64()), (Some(1), Some(3500)));
+        assert_eq!(stats["revenue"], 2 * 5200 + 3500);
+        assert_eq!(hongdae["ready"], 1);
+        assert!(hongdae["oldest_ready_s"].is_u64());
+        assert_eq!(gangnam["oldest_ready_s"], Value::Null);
+        let p50 = hongdae["lead_time_ms"]["p50"].as_u64().expect("one lead time");
+        assert!(p50 >= 50, "paid → ready took at least the 50 ms at the station: {p50}");
+        assert_eq!(hongdae["lead_time_ms"]["of"], 1);
+        assert_eq!(gangnam["lead_time_ms"]["p90"], Value::Null, "none made yet");
+        assert_eq!(stats["lead_time_ms"]["p50"], p50);
+    };
+    let stats = wait_until(WAIT, || async {
+        let stats = app.stats().await;
+        (stats["stores"]["hongdae"]["ready"] == 1 && stats["stores"]["gangnam"]["revenue"] == 2 * 5200).then_some(stats)
+    })
+    .await
+    .expect("the projection caught up");
+    check(&stats);
+    let app = app.restart_with(two_stores).await;
+    check(&app.stats().await);
+    assert_eq!(kept["total"], 2 * 5200);
+    app.shutdown().await;
+}

@@ -4,7 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import { join, dirname } from "node:path";
@@ -28,8 +28,14 @@ function freePort() {
  * Starts `crema serve` with `env` (on `port`, default 0, over `data`, default
  * a new temporary dir); resolves to { base, data, stop, kill }.
  */
-function startCrema(env, { port = 0, data = mkdtempSync(join(tmpdir(), "crema-browser-")) } = {}) {
-  const child = spawn(binary, ["serve", "--bind", `127.0.0.1:${port}`, "--data", data], {
+function startCrema(env, { port = 0, data = mkdtempSync(join(tmpdir(), "crema-browser-")), config = null } = {}) {
+  const args = ["serve", "--bind", `127.0.0.1:${port}`, "--data", data];
+  if (config) {
+    const file = join(mkdtempSync(join(tmpdir(), "crema-config-")), "crema.toml");
+    writeFileSync(file, config);
+    args.push("--config", file);
+  }
+  const child = spawn(binary, args, {
     env: { ...process.env, RUST_LOG: "warn", ...env },
     stdio: ["ignore", "pipe", "inherit"],
   });
@@ -87,10 +93,9 @@ test("an order placed on the customer page is made at a manual station and turns
     await barista.locator(`[data-testid=ticket][data-order="${orderId}"]`).waitFor();
     assert.equal(await barista.locator(`[data-testid=ticket][data-order="${orderId}"] [data-testid=ticket-number]`).textContent(), "1",
       "the ticket shows the number the barista calls");
-    await barista.screenshot({ path: join(shots, "barista.png"), fullPage: true });
     await barista.getByTestId("next-bar-1").click();
     await phone.getByTestId("status").filter({ hasText: "brewing" }).waitFor();
-    await barista.getByTestId("station-bar-1").filter({ hasText: orderId.slice(-6) }).waitFor();
+    await barista.locator(`[data-testid=station-bar-1] [data-testid=station-ticket][data-order="${orderId}"]`).waitFor();
     await barista.getByTestId("done-bar-1").click();
 
     // The customer page follows the order over server-sent events: no reload.
@@ -254,6 +259,96 @@ test("a latte ordered with options on the customer page is priced as it changes 
     await ticket.waitFor();
     assert.match(await ticket.textContent(), /Grande, Hot, Oat milk, Extra shot, Vanilla syrup/);
     assert.equal(await ticket.getByTestId("ticket-note").textContent(), "“extra hot”");
+  } finally {
+    await crema.stop();
+  }
+});
+
+// Two stores: gangnam (latte at 5,200; a manual espresso bar and a manual
+// oven) and hongdae (one station for everything).
+const CHAIN = `
+[[stores]]
+id = "gangnam"
+name = "Gangnam"
+prices = { latte = 5200 }
+[[stores.stations]]
+id = "bar-1"
+serves = ["bar"]
+mode = "manual"
+[[stores.stations]]
+id = "oven"
+serves = ["kitchen"]
+mode = "manual"
+[[stores]]
+id = "hongdae"
+name = "Hongdae"
+[[stores.stations]]
+id = "bar-1"
+`;
+
+test("an order with options placed at a chosen store is priced at that store and routed to two stations, ready only when both are done", async () => {
+  const crema = await startCrema({}, { config: CHAIN });
+  try {
+    const phone = await browser.newPage({ viewport: { width: 390, height: 844 }, locale: "en-US" });
+    await phone.goto(crema.base + "/");
+    await phone.getByTestId("store").selectOption("hongdae");
+    await phone.getByTestId("item-latte").filter({ hasText: /₩\s?5,000/ }).waitFor();
+    await phone.getByTestId("store").selectOption("gangnam");
+    await phone.getByTestId("item-latte").filter({ hasText: /₩\s?5,200/ }).waitFor();
+    await phone.getByTestId("customize-latte").click();
+    await phone.getByTestId("choice-size-grande").click();
+    assert.match(await phone.getByTestId("customize-price").textContent(), /₩\s?5,700/, "gangnam's latte, grande");
+    await phone.getByTestId("customize-add").click();
+    await phone.getByTestId("customize-croissant").click();
+    await phone.getByTestId("choice-warming-warmed").click();
+    await phone.getByTestId("customize-add").click();
+    await phone.getByTestId("place").click();
+    await phone.getByTestId("status").filter({ hasText: "queued" }).waitFor();
+    const orderId = await phone.evaluate(() => localStorage.getItem("crema.order"));
+    const order = await (await fetch(`${crema.base}/orders/${orderId}`)).json();
+    assert.equal(order.store, "gangnam");
+    assert.equal(order.total, 5700 + 3800);
+    assert.deepEqual(order.tickets.map((t) => t.kind), ["bar", "kitchen"]);
+
+    const barista = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await barista.goto(crema.base + "/barista?store=gangnam");
+    await barista.locator(`[data-testid=column-bar] [data-testid=ticket][data-order="${orderId}"]`).waitFor();
+    const kitchenTicket = barista.locator(`[data-testid=column-kitchen] [data-testid=ticket][data-order="${orderId}"]`);
+    assert.match(await kitchenTicket.textContent(), /Butter Croissant — Warmed/);
+    assert.doesNotMatch(await kitchenTicket.textContent(), /Latte/, "each station kind sees its own lines");
+    await barista.screenshot({ path: join(shots, "barista.png"), fullPage: true });
+    await barista.getByTestId("next-oven").click();
+    await barista.locator("[data-testid=station-oven] [data-testid=station-ticket]").filter({ hasText: "Croissant" }).waitFor();
+    await barista.getByTestId("done-oven").click();
+    await phone.getByTestId("status").filter({ hasText: "brewing" }).waitFor();
+    await phone.waitForTimeout(500);
+    assert.equal(await phone.getByTestId("status").textContent(), "brewing", "the latte is not made yet: not ready");
+    await barista.getByTestId("next-bar-1").click();
+    await barista.getByTestId("done-bar-1").click();
+    await phone.getByTestId("status").filter({ hasText: "ready" }).waitFor({ timeout: 10_000 });
+    await barista.locator(`[data-testid=shelf-order][data-order="${orderId}"]`).waitFor();
+  } finally {
+    await crema.stop();
+  }
+});
+
+test("a choice marked sold out on the barista screen is greyed in the options and refused", async () => {
+  const crema = await startCrema({});
+  try {
+    const barista = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    await barista.goto(crema.base + "/barista");
+    await barista.getByTestId("sold-out-milk.oat").click();
+    await barista.getByTestId("sold-out-milk.oat").filter({ hasText: "sold out" }).waitFor();
+
+    const phone = await browser.newPage({ viewport: { width: 390, height: 844 } });
+    await phone.goto(crema.base + "/");
+    await phone.getByTestId("customize-latte").click();
+    assert.equal(await phone.getByTestId("choice-milk-oat").isDisabled(), true, "out of oat milk");
+    assert.equal(await phone.getByTestId("choice-milk-soy").isDisabled(), false);
+    const refused = await phone.evaluate(async () => (await fetch("/orders", { method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ items: [{ menu_id: "latte", qty: 1, options: { milk: "oat" } }] }) })).status);
+    assert.equal(refused, 409);
   } finally {
     await crema.stop();
   }
