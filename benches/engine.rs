@@ -8,18 +8,26 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use crema::config::Durability;
-use crema::domain::{LineRequest, Menu, Order, OrderEvent, OrderRequest};
+use crema::domain::{Chosen, LineRequest, Menu, Order, OrderEvent, OrderRequest};
 use crema::persistence::{codec, Batch, Store, StoreWriter};
 
-fn paid_order(id: String) -> Order {
-    let request = OrderRequest {
-        store: None,
+/// A café's order: an americano, a latte with options and a note, and a
+/// croissant (so two station kinds, two tickets).
+fn request() -> OrderRequest {
+    let mut latte = LineRequest::new("latte", 1);
+    latte.options.insert("size".into(), Chosen::One("grande".into()));
+    latte.options.insert("milk".into(), Chosen::One("oat".into()));
+    latte.options.insert("extras".into(), Chosen::Many(vec!["extra_shot".into(), "vanilla".into()]));
+    latte.note = Some("extra hot".into());
+    OrderRequest {
+        store: Some("gangnam".into()),
         customer: Some("kim".into()),
-        items: vec![
-            LineRequest::new("americano", 2),
-            LineRequest::new("latte", 1),
-        ],
-    };
+        items: vec![LineRequest::new("americano", 2), latte, LineRequest::new("croissant", 1)],
+    }
+}
+
+fn paid_order(id: String) -> Order {
+    let request = request();
     let draft = request.validate(&Menu::builtin()).expect("a valid order");
     Order::paid(id, draft, "crema-key".into(), "sim_1".into(), 1_764_057_612_000)
 }
@@ -42,11 +50,7 @@ fn codec_bench(c: &mut Criterion) {
 
 fn state_machine_bench(c: &mut Criterion) {
     let menu = Menu::builtin();
-    let request = OrderRequest {
-        store: None,
-        customer: Some("kim".into()),
-        items: vec![LineRequest::new("americano", 2)],
-    };
+    let request = request();
     let mut group = c.benchmark_group("state_machine");
     group.bench_function("validate_request", |b| b.iter(|| black_box(&request).validate(&menu).expect("valid")));
     group.bench_function("full_lifecycle", |b| {
@@ -55,8 +59,10 @@ fn state_machine_bench(c: &mut Criterion) {
             |mut order| {
                 for event in [
                     OrderEvent::Queued { queue_seq: 1 },
-                    OrderEvent::Started { station: "bar-1".into() },
-                    OrderEvent::Finished,
+                    OrderEvent::Started { station: "bar-1".into(), kind: "bar".into() },
+                    OrderEvent::Started { station: "oven".into(), kind: "kitchen".into() },
+                    OrderEvent::Finished { kind: "kitchen".into() },
+                    OrderEvent::Finished { kind: "bar".into() },
                     OrderEvent::PickedUp,
                 ] {
                     order.apply(event, 2).expect("legal");

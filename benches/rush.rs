@@ -4,6 +4,10 @@
 //! `make rush-bench` (= `cargo bench --bench ceiling --no-run && cargo bench --bench rush`).
 //! Reports go to `target/rush-bench/` (one JSON per rush, and `summary.md`).
 //!
+//! Sections 1–3 run crema with `examples/chain.toml` (three stores, bar and
+//! kitchen stations), so `crema rush` orders with options at every store and
+//! some orders need two stations: a café's real work.
+//!
 //! 1. Saturation: `POST /orders` only, 256 connections, open-loop at rates
 //!    rising by half until the server falls behind, against the ceiling (`benches/ceiling.rs`), crema `sync` and
 //!    crema `async` (simulated payment with zero latency, `brew_scale = 0`).
@@ -32,6 +36,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 const CREMA: &str = env!("CARGO_BIN_EXE_crema");
+/// The chain the saturation and overload rushes run against.
+const CHAIN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/chain.toml");
 
 /// `(server cpus, generator cpus)` for `taskset -c`, if pinning.
 fn pinning() -> Option<(String, String)> {
@@ -112,7 +118,7 @@ impl Suite {
         let mut rows = vec![("ceiling (trivial warp)".to_owned(), ceiling_rate, None::<Value>)];
         let mut saturation = Vec::new();
         for durability in ["sync", "async"] {
-            let server = Server::crema(self.port + 1, &self.data(durability), &[("CREMA_STORE__DURABILITY", durability)]);
+            let server = Server::chain(self.port + 1, &self.data(durability), &[("CREMA_STORE__DURABILITY", durability)]);
             let rate = self.saturation(durability, &server);
             let half = self.rush(&format!("{durability}-half"), &server, (rate / 2.0).max(1.0), 256, 10.0);
             rows.push((format!("crema, durability = \"{durability}\""), rate, Some(half)));
@@ -131,7 +137,7 @@ impl Suite {
 
         // 3: overload at twice the sync saturation.
         let sync_rate = saturation[0].1;
-        let server = Server::crema(self.port + 2, &self.data("overload"), &[("CREMA_STORE__DURABILITY", "sync")]);
+        let server = Server::chain(self.port + 2, &self.data("overload"), &[("CREMA_STORE__DURABILITY", "sync")]);
         let over = self.rush("sync-overload", &server, 2.0 * sync_rate, 1_024, 20.0);
         drop(server);
         let orders = endpoint(&over, "POST /orders");
@@ -321,10 +327,23 @@ struct Server {
 
 impl Server {
     fn crema(port: u16, data: &Path, env: &[(&str, &str)]) -> Server {
+        Server::crema_with(port, data, env, None)
+    }
+
+    /// crema serving the chain of `examples/chain.toml`: three stores, bar
+    /// and kitchen stations; `crema rush` then orders with options at every store.
+    fn chain(port: u16, data: &Path, env: &[(&str, &str)]) -> Server {
+        Server::crema_with(port, data, env, Some(Path::new(CHAIN)))
+    }
+
+    fn crema_with(port: u16, data: &Path, env: &[(&str, &str)], config: Option<&Path>) -> Server {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = data.with_extension("log");
         let mut command = server_command(CREMA);
         command.args(["serve", "--bind", &addr.to_string(), "--data"]).arg(data);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
         command.envs(FAST.iter().copied()).envs(env.iter().copied());
         Server::spawn(command, addr, log)
     }

@@ -9,6 +9,8 @@
 # AB_PIN=1 pins every server to CPU 1 and wrk to CPU 0 (figures per server core).
 # Configuration: durability sync, simulated payment with no latency, instant
 # brews, 8 stations, caps raised so that only the hot path limits.
+# CREMA_CONFIG=examples/chain.toml WRK_LUA=benches/wrk/chain.lua: a chain's
+# orders (three stores, options, two-kind orders) instead of one americano.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 server_pin=(); client_pin=()
@@ -18,7 +20,8 @@ binaries=("$@"); [ ${#binaries[@]} -gt 0 ] || binaries=(target/release/crema)
 target=${CARGO_TARGET_DIR:-target}
 ceiling=$(ls -t "$target"/release/deps/ceiling-* 2>/dev/null | grep -v '\.d$' | head -1)
 [ -x "$ceiling" ] || { echo "build the ceiling first: cargo bench --bench ceiling --no-run" >&2; exit 2; }
-lua=benches/wrk/order.lua
+lua=${WRK_LUA:-benches/wrk/order.lua}
+config=(); [ -n "${CREMA_CONFIG:-}" ] && config=(--config "$CREMA_CONFIG")
 work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 export CREMA_BARISTA__BREW_SCALE=0 CREMA_BARISTA__STATIONS=8 CREMA_BARISTA__MAX_QUEUE=1000000 \
   CREMA_ORDERS__MAX_LIVE=1000000 CREMA_ORDERS__MAX_PLACING=4096 CREMA_PAYMENT__BREAKER__MAX_CONCURRENT=4096 CREMA_PAYMENT__SIMULATED__LATENCY_MS=0 CREMA_STORE__DURABILITY=${CREMA_STORE__DURABILITY:-sync} \
@@ -40,7 +43,7 @@ for round in $(seq "$rounds"); do
   c=$(run "round $round ceiling" http://127.0.0.1:$port); kill $pid; wait $pid 2>/dev/null || true
   for bin in "${binaries[@]}"; do
     port=$((port + 1)); rm -rf "$work/data"
-    "${server_pin[@]}" "$bin" serve --bind 127.0.0.1:$port --data "$work/data" >"$work/log" 2>&1 & pid=$!
+    "${server_pin[@]}" "$bin" serve --bind 127.0.0.1:$port --data "$work/data" "${config[@]}" >"$work/log" 2>&1 & pid=$!
     for _ in $(seq 300); do curl -fs http://127.0.0.1:$port/readyz >/dev/null 2>&1 && break; sleep 0.1; done
     r=$(run "round $round $(basename "$(dirname "$bin")")/$(basename "$bin")" http://127.0.0.1:$port)
     kill $pid; wait $pid 2>/dev/null || true

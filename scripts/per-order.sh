@@ -7,6 +7,8 @@
 # usage: scripts/per-order.sh [CREMA_BINARY] [SECONDS] [CONNS]
 # Same configuration as scripts/ab.sh: durability sync, instant brews,
 # simulated payment with no latency, 8 stations, caps raised.
+# CREMA_CONFIG=examples/chain.toml WRK_LUA=benches/wrk/chain.lua: a chain's
+# orders (three stores, options, two-kind orders) instead of one americano.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-target/release/crema}; secs=${2:-5}; conns=${3:-128}
@@ -15,9 +17,10 @@ work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 export CREMA_BARISTA__BREW_SCALE=0 CREMA_BARISTA__STATIONS=8 CREMA_BARISTA__MAX_QUEUE=1000000 \
   CREMA_ORDERS__MAX_LIVE=1000000 CREMA_ORDERS__MAX_PLACING=4096 CREMA_PAYMENT__BREAKER__MAX_CONCURRENT=4096 \
   CREMA_PAYMENT__SIMULATED__LATENCY_MS=0 CREMA_STORE__DURABILITY=${CREMA_STORE__DURABILITY:-sync} RUST_LOG=warn
-"$bin" serve --bind 127.0.0.1:$port --data "$work/data" >"$work/log" 2>&1 & pid=$!
+config=(); [ -n "${CREMA_CONFIG:-}" ] && config=(--config "$CREMA_CONFIG")
+"$bin" serve --bind 127.0.0.1:$port --data "$work/data" "${config[@]}" >"$work/log" 2>&1 & pid=$!
 for _ in $(seq 300); do curl -fs http://127.0.0.1:$port/readyz >/dev/null 2>&1 && break; sleep 0.1; done
-wrk -t2 -c"$conns" -d"$((secs + 4))s" -s benches/wrk/order.lua http://127.0.0.1:$port/orders >"$work/wrk" &
+wrk -t2 -c"$conns" -d"$((secs + 4))s" -s "${WRK_LUA:-benches/wrk/order.lua}" http://127.0.0.1:$port/orders >"$work/wrk" &
 sleep 2
 hz=$(getconf CLK_TCK)
 snapshot() { # ticks switches made writes, then "name ticks" per thread
@@ -27,7 +30,7 @@ snapshot() { # ticks switches made writes, then "name ticks" per thread
     switches=$((switches + $(awk '/ctxt_switches/ {s+=$2} END {print s}' "$t/status")))
   done
   local stats; stats=$(curl -fs http://127.0.0.1:$port/stats)
-  echo "$ticks $switches $(grep -o '"ready":[0-9]*' <<<"$stats" | cut -d: -f2) $(grep -o '"requests":[0-9]*' <<<"$stats" | cut -d: -f2) $(grep -o '"groups":[0-9]*' <<<"$stats" | cut -d: -f2)"
+  echo "$ticks $switches $(grep -o '"ready":[0-9]*' <<<"$stats" | head -1 | cut -d: -f2) $(grep -o '"requests":[0-9]*' <<<"$stats" | cut -d: -f2) $(grep -o '"groups":[0-9]*' <<<"$stats" | cut -d: -f2)"
 }
 before=($(snapshot)); threads_before=$(for t in /proc/$pid/task/*; do f=($(cut -d')' -f2 "$t/stat")); echo "$(cat $t/comm | tr ' ' _)#${t##*/} $((f[11] + f[12]))"; done | sort)
 sleep "$secs"

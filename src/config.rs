@@ -713,6 +713,14 @@ id = "bar-1"
     }
 
     #[test]
+    fn the_example_chain_loads() {
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/chain.toml"));
+        let settings = Settings::load(Some(path), &Overrides::default()).unwrap();
+        let ids: Vec<String> = settings.stores().into_iter().map(|store| store.id).collect();
+        assert_eq!(ids, ["gangnam", "hongdae", "seongsu"]);
+    }
+
+    #[test]
     fn values_that_would_refuse_everything_are_errors() {
         for text in [
             "[server]\nrequest_timeout_ms = 0\n",

@@ -183,7 +183,11 @@ impl Projection {
         }
         *self.counts.entry(change.order.status).or_default() += 1;
         let order = &change.order;
-        let figures = self.figures.entry(order.store.clone()).or_default();
+        // Looked up by &str: no new key string per event.
+        if !self.figures.contains_key(&order.store) {
+            self.figures.insert(order.store.clone(), StoreFigures::default());
+        }
+        let Some(figures) = self.figures.get_mut(&order.store) else { return };
         match (change.previous, order.status) {
             (None, _) => {
                 figures.orders += 1;

@@ -39,22 +39,36 @@ fn order_response(status: StatusCode, order: &Order) -> Response {
     json(status, &OrderView::from(order))
 }
 
-fn created(order: &Order) -> Response {
-    let mut response = order_response(StatusCode::CREATED, order);
+/// The order as an answer, with a fresh `eta` (see [`eta_of`]).
+async fn order_response_now(engine: &Engine, status: StatusCode, order: &Order) -> Response {
+    let mut view = OrderView::from(order);
+    view.eta = eta_of(engine, order).await.map(crate::domain::time::rfc3339);
+    json(status, &view)
+}
+
+async fn created(engine: &Engine, order: &Order) -> Response {
+    let mut response = order_response_now(engine, StatusCode::CREATED, order).await;
     if let Ok(location) = HeaderValue::from_str(&format!("/orders/{}", order.id)) {
         response.headers_mut().insert(header::LOCATION, location);
     }
     response
 }
 
-/// Fills in `eta` for an order not yet ready, from the pool's view of the queue.
-pub async fn with_eta(engine: &Engine, order: Arc<Order>) -> Order {
-    let mut order = Arc::unwrap_or_clone(order);
-    if order.status.holds_ticket() {
-        let pool = &engine.stores.of(&order.store).pool;
-        let ask = pool.send(EtaOf { order_id: order.id.clone(), queue_seq: order.queue_seq }).timeout(Duration::from_secs(1));
-        order.eta_ms = ask.await.ok().flatten();
+/// When an order not yet ready should be, from its store pool's view of the queue.
+async fn eta_of(engine: &Engine, order: &Order) -> Option<u64> {
+    if !order.status.holds_ticket() {
+        return None;
     }
+    let pool = &engine.stores.of(&order.store).pool;
+    let ask = pool.send(EtaOf { order_id: order.id.clone(), queue_seq: order.queue_seq }).timeout(Duration::from_secs(1));
+    ask.await.ok().flatten()
+}
+
+/// The order with `eta` filled in (for the event streams, which keep it).
+pub async fn with_eta(engine: &Engine, order: Arc<Order>) -> Order {
+    let eta_ms = eta_of(engine, &order).await;
+    let mut order = Arc::unwrap_or_clone(order);
+    order.eta_ms = eta_ms;
     order
 }
 
@@ -251,7 +265,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// The first outcome again: the original body, with a fresh `eta`.
 async fn replay(engine: &Engine, outcome: IdempotentOutcome) -> Response {
     let mut response = match outcome {
-        IdempotentOutcome::Created(order) => created(&with_eta(engine, Arc::new(order)).await),
+        IdempotentOutcome::Created(order) => created(engine, &order).await,
         IdempotentOutcome::Declined => ApiError::PaymentDeclined.into_response(),
     };
     response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
@@ -374,7 +388,7 @@ pub async fn place_order(
     // The actor gives the queue place back if placing fails; only a message
     // that never reached it leaves that to us.
     match actor.send(place).timeout(place_timeout).await {
-        Ok(Ok(order)) => Ok(created(&with_eta(&engine, order).await)),
+        Ok(Ok(order)) => Ok(created(&engine, &order).await),
         Ok(Err(err)) => Err(err.into()),
         // Only at shutdown: the actor stopped before it answered, maybe in the
         // middle of the saga (the shutdown grace ran out), so the outcome is
@@ -433,7 +447,7 @@ async fn read_snapshot(engine: &Engine, id: &str) -> Result<Option<Arc<Order>>, 
 /// `GET /orders/{id}`: from the live actor's own state, else from its snapshot.
 pub async fn get_order(engine: Arc<Engine>, id: String) -> Reply {
     let order = current_order(&engine, &id).await?.ok_or(ApiError::OrderNotFound)?;
-    Ok(order_response(StatusCode::OK, &with_eta(&engine, order).await))
+    Ok(order_response_now(&engine, StatusCode::OK, &order).await)
 }
 
 #[derive(Clone, Copy)]

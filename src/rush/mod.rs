@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, Mutex};
 use tokio::time::Instant;
 
 use self::client::{CallError, Connection, Target};
-use self::mix::{Behaviour, FollowUp, Mix};
+use self::mix::{Behaviour, FollowUp, Mix, MixItem};
 use self::profile::Profile;
 use self::report::{Endpoint, Memory, Outcome, Recorder, Report};
 use crate::app::App;
@@ -213,7 +213,8 @@ pub async fn run(mut options: RushOptions) -> Result<Report, RushError> {
 
 async fn drive(url: &str, embedded: bool, options: &RushOptions) -> Result<Report, RushError> {
     let target = Target::resolve(url).await.map_err(RushError::Target)?;
-    let mix = Mix::new(menu_items(&target, options.timeout).await?, None, options.customers).map_err(RushError::Target)?;
+    let (items, stores) = menu_and_stores(&target, options.timeout).await?;
+    let mix = Mix::new(items, stores, None, options.customers).map_err(RushError::Target)?;
 
     let (jobs, backlog) = mpsc::channel::<Job>(options.backlog.max(1));
     let start = Instant::now() + Duration::from_millis(50);
@@ -315,26 +316,42 @@ impl Thresholds {
     }
 }
 
-/// The menu's item ids, from the target's `GET /menu`.
-async fn menu_items(target: &Target, timeout: Duration) -> Result<Vec<String>, RushError> {
+/// The menu's items with their options (`GET /menu`) and the store ids
+/// (`GET /stores`; none from a target without stores, whose orders then name
+/// no store).
+async fn menu_and_stores(target: &Target, timeout: Duration) -> Result<(Vec<MixItem>, Vec<String>), RushError> {
     #[derive(serde::Deserialize)]
     struct MenuView {
-        items: Vec<ItemView>,
+        items: Vec<MixItem>,
     }
     #[derive(serde::Deserialize)]
-    struct ItemView {
+    struct StoresView {
+        stores: Vec<StoreView>,
+    }
+    #[derive(serde::Deserialize)]
+    struct StoreView {
         id: String,
     }
     let mut connection = Connection::new(target.clone());
-    let (status, body) = connection
-        .call(Method::GET, "/menu", None, timeout)
-        .await
-        .map_err(|err| RushError::Target(format!("GET /menu on {}: {err}", target.authority)))?;
+    let mut get = async |path: &str| {
+        let (status, body) = connection
+            .call(Method::GET, path, None, timeout)
+            .await
+            .map_err(|err| RushError::Target(format!("GET {path} on {}: {err}", target.authority)))?;
+        Ok::<_, RushError>((status, body))
+    };
+    let (status, body) = get("/menu").await?;
     if !status.is_success() {
         return Err(RushError::Target(format!("GET /menu on {} answered {status}", target.authority)));
     }
     let menu: MenuView = serde_json::from_slice(&body)?;
-    Ok(menu.items.into_iter().map(|item| item.id).collect())
+    let (status, body) = get("/stores").await?;
+    let stores = if status.is_success() {
+        serde_json::from_slice::<StoresView>(&body)?.stores.into_iter().map(|store| store.id).collect()
+    } else {
+        Vec::new()
+    };
+    Ok((menu.items, stores))
 }
 
 /// Puts every arrival of the profile on the backlog when it is due.
