@@ -303,13 +303,10 @@ fn sold_out_in(store: &StoreState, draft: &Draft) -> Option<String> {
     }
     draft.lines.iter().enumerate().find_map(|(index, line)| {
         if sold_out.contains(&line.menu_id) {
-            return Some(format!("items[{index}]: {} ({}) is sold out", line.name, line.menu_id));
+            return Some(format!("items[{index}]: {} ({})", line.name, line.menu_id));
         }
         let option = line.options.iter().find(|option| sold_out.contains(&format!("{}.{}", option.group, option.choice)))?;
-        Some(format!(
-            "items[{index}].options.{}: {} ({}.{}) is sold out",
-            option.group, option.name, option.group, option.choice
-        ))
+        Some(format!("items[{index}].options.{}: {} ({}.{})", option.group, option.name, option.group, option.choice))
     })
 }
 

@@ -182,3 +182,70 @@ async fn a_paused_station_stays_paused_after_kill_9() {
     assert_eq!(made["station"], "bar-2", "{made}");
     server.kill_9();
 }
+
+/// A two-store chain killed with SIGKILL while a two-ticket order is half
+/// made: after the restart the done ticket stays done, the one being made is
+/// queued again at its own store, and the other store's state is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_made_two_ticket_order_at_one_of_two_stores_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let config = dir.path().join("crema.toml");
+    std::fs::write(
+        &config,
+        "[barista]\nmode = \"manual\"\n\
+         [[stores]]\nid = \"gangnam\"\nname = \"Gangnam\"\n\
+         [[stores.stations]]\nid = \"bar-1\"\nserves = [\"bar\"]\n[[stores.stations]]\nid = \"oven\"\nserves = [\"kitchen\"]\n\
+         [[stores]]\nid = \"hongdae\"\nname = \"Hongdae\"\n[[stores.stations]]\nid = \"bar-1\"\n",
+    )
+    .unwrap();
+    let start = || Process::start(&["serve", "--bind", "127.0.0.1:0", "--data", data.to_str().unwrap(), "--config", config.to_str().unwrap()], &[]);
+    let client = reqwest::Client::new();
+    let server = start();
+    let base = server.base.clone();
+    let post = |path: String, body: Option<&'static str>| {
+        let request = client.post(format!("{base}{path}"));
+        let request = match body {
+            Some(body) => request.header("content-type", "application/json").body(body),
+            None => request,
+        };
+        async move { request.send().await.unwrap() }
+    };
+    let placed = post("/orders".into(), Some(r#"{"store":"gangnam","items":[{"menu_id":"latte","qty":1},{"menu_id":"croissant","qty":1}]}"#)).await;
+    assert_eq!(placed.status(), 201);
+    let id = placed.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let other = post("/orders".into(), Some(r#"{"store":"hongdae","items":[{"menu_id":"espresso","qty":1}]}"#)).await;
+    assert_eq!(other.json::<Value>().await.unwrap()["number"], 1);
+    for step in ["/stores/gangnam/stations/oven/next", "/stores/gangnam/stations/oven/done", "/stores/gangnam/stations/bar-1/next"] {
+        assert_eq!(post(step.into(), None).await.status(), 200, "{step}");
+    }
+    let tickets = |order: &Value| -> Vec<String> {
+        order["tickets"].as_array().unwrap().iter().map(|t| format!("{}:{}", t["kind"].as_str().unwrap(), t["status"].as_str().unwrap())).collect()
+    };
+    wait_until(Duration::from_secs(10), || async {
+        let order: Value = client.get(format!("{base}/orders/{id}")).send().await.unwrap().json().await.unwrap();
+        (tickets(&order) == ["bar:brewing", "kitchen:done"]).then_some(())
+    })
+    .await
+    .expect("half made");
+    server.kill_9();
+
+    let server = start();
+    let base = server.base.clone();
+    wait_until(Duration::from_secs(30), || async {
+        client.get(format!("{base}/readyz")).send().await.ok().filter(|r| r.status() == 200).map(|_| ())
+    })
+    .await
+    .expect("ready after the restart");
+    let order: Value = client.get(format!("{base}/orders/{id}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(tickets(&order), ["bar:queued", "kitchen:done"], "{order}");
+    assert_eq!(order["status"], "brewing");
+    let queue: Value = client.get(format!("{base}/stores/gangnam/queue")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((queue["depth"].as_u64(), queue["tickets"][0]["kind"].as_str()), (Some(1), Some("bar")));
+    let hongdae: Value = client.get(format!("{base}/stores/hongdae/queue")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(hongdae["depth"], 1, "hongdae's espresso waits at hongdae");
+    let next = client.post(format!("{base}/orders")).header("content-type", "application/json")
+        .body(r#"{"store":"hongdae","items":[{"menu_id":"espresso","qty":1}]}"#).send().await.unwrap();
+    assert_eq!(next.json::<Value>().await.unwrap()["number"], 2, "hongdae's numbers go on");
+    server.kill_9();
+}

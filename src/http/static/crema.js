@@ -97,6 +97,9 @@ function problemMessage(result) {
   if (code === "payment_declined") return "Your payment was declined; no order was placed";
   if (code === "too_late_to_cancel") return "Too late to cancel: your order is already made";
   if (code === "storage_unavailable") return `We can't take orders for a moment, try again in ${wait || 5} s`;
+  if (code === "store_paused") return "This store is not taking orders right now; nothing was charged";
+  if (code === "store_busy") return `This store is very busy: your order would take too long. Try again in ${wait || 60} s; nothing was charged`;
+  if (code === "item_unavailable") return `${(result.data && result.data.detail) || "Something is sold out"}. Please choose something else`;
   if (result.network) return "crema can't be reached; check your connection";
   return (result.data && result.data.detail) || `Something went wrong (${result.status})`;
 }
