@@ -105,7 +105,22 @@ impl App {
                 return Err(err.into());
             }
         };
-        tracing::info!(?recovery, "recovery finished; ready");
+        let reconciled = &recovery.reconciled;
+        tracing::info!(
+            orders = recovery.orders,
+            revived = recovery.revived,
+            requeued = recovery.requeued,
+            stations_paused = recovery.stations_paused,
+            ticket_index_disagreements = recovery.ticket_index_disagreements,
+            intents_done = reconciled.intents_done,
+            intents_refunded = reconciled.intents_refunded,
+            intents_open = reconciled.intents_open,
+            refunds_done = reconciled.refunds_done,
+            refunds_open = reconciled.refunds_open,
+            idempotency_expired = reconciled.idempotency_expired,
+            took_ms = recovery.took_ms as u64,
+            "recovery finished; ready"
+        );
         let reconciler = {
             let engine = engine.clone();
             tokio::spawn(async move {

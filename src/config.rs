@@ -29,6 +29,22 @@ pub struct Settings {
     pub menu: MenuSettings,
     /// The chain's stores (API.md contract v2); none configured is one store `main`.
     pub stores: Vec<StoreConfig>,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` (colours only on a terminal) or `json` (one object per line).
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// One store of the chain: `[[stores]]`.
@@ -227,6 +243,7 @@ impl Default for Settings {
             orders: OrderSettings::default(),
             menu: MenuSettings::default(),
             stores: Vec::new(),
+            log: LogSettings::default(),
         }
     }
 }
@@ -345,7 +362,7 @@ impl From<config::ConfigError> for ConfigError {
 }
 
 /// The sections of [`Settings`], the only `CREMA_<SECTION>__…` prefixes read.
-const SECTIONS: [&str; 7] = ["server", "store", "payment", "barista", "orders", "menu", "stores"];
+const SECTIONS: [&str; 8] = ["server", "store", "payment", "barista", "orders", "menu", "stores", "log"];
 
 /// The `CREMA_*` variables that are crema configuration: those of the shape
 /// `CREMA_<SECTION>__<KEY>`. A variable of that shape whose section is not one

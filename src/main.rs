@@ -9,6 +9,8 @@ fn main() -> std::process::ExitCode {
     let cli = crema::cli::Cli::parse();
     match cli.command {
         crema::cli::Command::Rush(_) => crema::telemetry::init_with_default("warn"),
+        // `serve` starts logging once its configuration (`log.format`) is read.
+        crema::cli::Command::Serve { .. } => {}
         _ => crema::telemetry::init(),
     }
     match crema::cli::run(cli) {

@@ -228,6 +228,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Serve { config, bind, data } => {
             let settings = Settings::load(config.as_deref(), &Overrides { bind, data_dir: data })?;
+            crate::telemetry::init_as(settings.log.format, "warn,crema=info");
             // Connections are served on the order arbiters; this runtime only
             // accepts (and refuses), recovers, reconciles and probes the store.
             let mut builder = tokio::runtime::Builder::new_multi_thread();

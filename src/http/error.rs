@@ -195,9 +195,13 @@ impl ApiError {
             /// `store_busy`: when the order would have been ready (`null`: not known).
             #[serde(skip_serializing_if = "Option::is_none")]
             eta: Option<Option<String>>,
+            /// The request's id (`X-Request-Id`), to find its log line.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            request_id: Option<&'a str>,
         }
         let status = self.status();
         let retry_after_s = self.retry_after_s();
+        let request_id = super::server::current_request_id();
         let detail = match &self {
             // What went wrong inside (an error text may name files) is for the log only.
             ApiError::Internal(inner) => {
@@ -222,6 +226,7 @@ impl ApiError {
                 ApiError::StoreBusy { eta_ms, .. } => Some(eta_ms.map(crate::domain::time::rfc3339)),
                 _ => None,
             },
+            request_id: request_id.as_deref(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = Response::new(body.into());

@@ -189,10 +189,15 @@ pub async fn serve(
             let route = route_of(request.method(), request.uri().path());
             // Kept (a reference count) for a 405's `Allow`, worked out only then.
             let uri = allow.map(|_| request.uri().clone());
-            let admitted = gate.as_ref().map_or(Ok(()), |gate| (gate.0)(route));
+            let request_id = request_id_of(request.headers());
+            // The access line's fields, taken only when it will be written.
+            let access = tracing::enabled!(target: "crema::access", tracing::Level::INFO)
+                .then(|| (request.method().clone(), order_in_path(request.uri().path())));
             let timed = !self_timed.contains(&route);
             let started = Instant::now();
-            async move {
+            let gate = gate.clone();
+            REQUEST_ID.scope(request_id.clone(), async move {
+                let admitted = gate.as_ref().map_or(Ok(()), |gate| (gate.0)(route));
                 let mut response = match admitted {
                     Err(refused) => refused,
                     Ok(()) if timed => match tokio::time::timeout(request_timeout, service.call(request)).await {
@@ -210,11 +215,32 @@ pub async fn serve(
                         response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static(allowed));
                     }
                 }
+                let took = started.elapsed();
                 if let Some(metrics) = metrics {
-                    metrics.latency[route].observe(started.elapsed().as_micros() as u64);
+                    metrics.latency[route].observe(took.as_micros() as u64);
+                }
+                if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+                    response.headers_mut().insert(REQUEST_ID_HEADER, value);
+                }
+                if let Some((method, order)) = access {
+                    // A new order's id is in its Location; a path names the order it is about.
+                    let order = order.or_else(|| {
+                        let location = response.headers().get(http::header::LOCATION)?.to_str().ok()?;
+                        location.strip_prefix("/orders/").map(str::to_owned)
+                    });
+                    tracing::info!(
+                        target: "crema::access",
+                        method = %method,
+                        route = crate::metrics::ROUTES[route],
+                        status = response.status().as_u16(),
+                        latency_ms = took.as_secs_f64() * 1e3,
+                        request_id = %request_id,
+                        order = order.as_deref().unwrap_or(""),
+                        "request"
+                    );
                 }
                 Ok::<Response, Infallible>(response)
-            }
+            })
         });
         let (write_timeout, idle_timeout) = (limits.write_timeout, limits.idle_timeout);
         let header_read_timeout = limits.header_read_timeout;
@@ -253,6 +279,38 @@ pub async fn serve(
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace period over; closing the remaining connections"),
     }
+}
+
+/// The header a request id comes in and goes out in.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+tokio::task_local! {
+    /// The id of the request being answered, for problem documents.
+    static REQUEST_ID: Arc<str>;
+}
+
+/// The id of the request this task is answering, if it is one.
+pub fn current_request_id() -> Option<Arc<str>> {
+    REQUEST_ID.try_with(Arc::clone).ok()
+}
+
+/// The client's `X-Request-Id` when it is 1–128 visible ASCII characters
+/// (no quotes or backslashes, so it is safe in JSON and log lines); else a
+/// new one (a UUIDv7: time-ordered).
+fn request_id_of(headers: &http::HeaderMap) -> Arc<str> {
+    let given = headers.get(REQUEST_ID_HEADER).map(http::HeaderValue::as_bytes).filter(|id| {
+        (1..=128).contains(&id.len()) && id.iter().all(|byte| matches!(byte, 0x21..=0x7e) && *byte != b'"' && *byte != b'\\')
+    });
+    match given {
+        Some(id) => Arc::from(String::from_utf8_lossy(id).as_ref()),
+        None => Arc::from(uuid::Uuid::now_v7().to_string()),
+    }
+}
+
+/// The order a path is about (`/orders/{id}…`), if any.
+fn order_in_path(path: &str) -> Option<String> {
+    let mut segments = path.trim_start_matches('/').split('/');
+    (segments.next() == Some("orders")).then(|| segments.next()).flatten().filter(|id| !id.is_empty()).map(str::to_owned)
 }
 
 /// A connection's bytes with two deadlines hyper does not keep: a write that

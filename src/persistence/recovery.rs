@@ -237,7 +237,9 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<ReconcileReport, StoreErr
         match engine.payment().send(Refund { payment_id: refund.payment_id.clone() }).await {
             Ok(Ok(())) => {
                 engine.writer.commit(std::mem::take(Batch::new().delete_orphan_refund(&refund.key))).await?;
-                tracing::info!(key = %refund.key, amount = refund.amount, "orphan charge refunded");
+                // The order it was for, not the payment key: no payment keys or ids in logs.
+                let order = refund.key.strip_prefix("crema-").unwrap_or("unknown");
+                tracing::info!(%order, amount = refund.amount, "orphan charge refunded");
                 report.refunds_done += 1;
             }
             _ => report.refunds_open += 1,

@@ -7,6 +7,7 @@ mod faults;
 mod hardening;
 mod helpers;
 mod idempotency;
+mod logs;
 mod options;
 mod orders;
 mod payment;
