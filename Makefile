@@ -14,6 +14,7 @@ run: deps
 # browser tests of the screens.
 test: deps
 	cargo test --release
+	./scripts/check-metrics.sh
 	./scripts/schemathesis.sh 60
 	cd tests/browser && npm ci --no-audit --no-fund && npm test
 

@@ -17,6 +17,8 @@ command -v make >/dev/null 2>&1 || need+=(make)
 # Debian's python3 makes virtualenvs only with python3-venv (ensurepip) installed.
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+# promtool (in Debian's prometheus package) checks /metrics in `make test`.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 
 if [ ${#need[@]} -eq 0 ]; then
     exit 0

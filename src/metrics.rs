@@ -17,6 +17,8 @@ pub struct Histogram {
 /// Latency buckets in microseconds: 100 µs to 10 s.
 pub const LATENCY_US: &[u64] =
     &[100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 10_000_000];
+/// Café durations in milliseconds (lead time, queue wait, brew time): 1 s to 30 min.
+pub const CAFE_MS: &[u64] = &[1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 120_000, 300_000, 600_000, 1_200_000, 1_800_000];
 /// Group-size buckets for the store writer.
 pub const GROUP_SIZES: &[u64] = &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1_024];
 
@@ -123,13 +125,51 @@ impl HttpMetrics {
     }
 
     pub fn render(&self, out: &mut String) {
-        out.push_str("# HELP crema_orders_total POST /orders answers by status code.\n# TYPE crema_orders_total counter\n");
+        out.push_str("# HELP crema_orders_total POST /orders answers by HTTP status code.\n# TYPE crema_orders_total counter\n");
         for (code, count) in &self.order_outcomes {
-            let _ = writeln!(out, "crema_orders_total{{status=\"{code}\"}} {}", count.load(Ordering::Relaxed));
+            let _ = writeln!(out, "crema_orders_total{{code=\"{code}\"}} {}", count.load(Ordering::Relaxed));
         }
         out.push_str("# HELP crema_http_request_duration_seconds Time to the response head.\n# TYPE crema_http_request_duration_seconds histogram\n");
         for (route, histogram) in ROUTES.iter().zip(&self.latency) {
             histogram.render(out, "crema_http_request_duration_seconds", &format!("route=\"{route}\""), 1e6);
+        }
+    }
+}
+
+/// `process_*` (as the Prometheus client libraries name them, from
+/// `/proc/self`) and `crema_build_info`.
+pub fn render_process(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP crema_build_info The running build; always 1.\n# TYPE crema_build_info gauge\ncrema_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    let page = 4096.0;
+    let ticks = 100.0; // CLK_TCK on Linux
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name (which may hold spaces) in parentheses.
+        let fields: Vec<&str> = stat.rsplit_once(')').map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+        let field = |n: usize| fields.get(n).and_then(|value| value.parse::<f64>().ok());
+        if let (Some(user), Some(system)) = (field(11), field(12)) {
+            let _ = writeln!(out, "# HELP process_cpu_seconds_total User and system CPU time spent.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}", (user + system) / ticks);
+        }
+        if let (Some(start), Ok(uptime)) = (field(19), std::fs::read_to_string("/proc/uptime")) {
+            let since_boot = uptime.split_whitespace().next().and_then(|value| value.parse::<f64>().ok()).unwrap_or(0.0);
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+            let _ = writeln!(out, "# HELP process_start_time_seconds Start time of the process since the epoch.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {:.0}", now - since_boot + start / ticks);
+        }
+        if let (Some(virtual_bytes), Some(resident_pages)) = (field(20), field(21)) {
+            let _ = writeln!(out, "# HELP process_virtual_memory_bytes Virtual memory size.\n# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes {virtual_bytes}");
+            let _ = writeln!(out, "# HELP process_resident_memory_bytes Resident memory size.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}", resident_pages * page);
+        }
+    }
+    if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+        let _ = writeln!(out, "# HELP process_open_fds Open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds {}", entries.count());
+    }
+    if let Ok(limits) = std::fs::read_to_string("/proc/self/limits") {
+        let max = limits.lines().find(|line| line.starts_with("Max open files")).and_then(|line| line.split_whitespace().nth(3));
+        if let Some(max) = max.and_then(|max| max.parse::<u64>().ok()) {
+            let _ = writeln!(out, "# HELP process_max_fds Most open file descriptors allowed.\n# TYPE process_max_fds gauge\nprocess_max_fds {max}");
         }
     }
 }

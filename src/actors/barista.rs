@@ -199,6 +199,8 @@ impl Station {
 }
 
 pub struct BaristaPool {
+    /// Brew time per station kind (ms, started → finished), since start.
+    brews: std::collections::BTreeMap<String, crate::metrics::Histogram>,
     queue: VecDeque<Ticket>,
     stations: Vec<Station>,
     brew_scale: f64,
@@ -232,7 +234,7 @@ impl BaristaPool {
                 made: 0,
             })
             .collect();
-        BaristaPool { queue: VecDeque::new(), stations, brew_scale, admission, faults }
+        BaristaPool { brews: Default::default(), queue: VecDeque::new(), stations, brew_scale, admission, faults }
     }
 
     /// Inserts by (sequence number, part); new tickets almost always go at the back.
@@ -311,7 +313,12 @@ impl BaristaPool {
         }
         station.timer = None;
         station.made += 1;
+        let took = now_ms().saturating_sub(station.started_ms);
         if let Some(ticket) = station.current.take() {
+            if !self.brews.contains_key(&ticket.kind) {
+                self.brews.insert(ticket.kind.clone(), crate::metrics::Histogram::new(crate::metrics::CAFE_MS));
+            }
+            self.brews[&ticket.kind].observe(took);
             tell(&ticket.owner, TicketFinished { kind: ticket.kind.clone() });
         }
         self.dispatch(ctx);
@@ -713,6 +720,26 @@ impl Handler<ListQueue> for BaristaPool {
 
     fn handle(&mut self, msg: ListQueue, _: &mut Self::Context) -> Self::Result {
         MessageResult((self.queue.iter().take(msg.limit).map(TicketView::from).collect(), self.queue.len()))
+    }
+}
+
+/// The pool's brew-time histograms (`crema_brew_seconds` samples, without
+/// the family's HELP and TYPE lines), labelled with `store`.
+#[derive(Message)]
+#[rtype(result = "String")]
+pub struct RenderBrews {
+    pub store: String,
+}
+
+impl Handler<RenderBrews> for BaristaPool {
+    type Result = String;
+
+    fn handle(&mut self, msg: RenderBrews, _: &mut Self::Context) -> String {
+        let mut out = String::new();
+        for (kind, histogram) in &self.brews {
+            histogram.render(&mut out, "crema_brew_seconds", &format!("store=\"{}\",kind=\"{kind}\"", msg.store), 1e3);
+        }
+        out
     }
 }
 

@@ -155,7 +155,8 @@ impl Engine {
         let projection = {
             let store = store.clone();
             let receiver = events.subscribe();
-            Projection::start_in_arbiter(system.core(), move |_| Projection::new(store, receiver))
+            let ids = settings.stores().into_iter().map(|store| store.id).collect();
+            Projection::start_in_arbiter(system.core(), move |_| Projection::new(store, receiver, ids))
         };
         Ok(Arc::new(Engine {
             menu: settings.menu(),

@@ -83,6 +83,8 @@ pub const LEAD_TIMES: usize = 1_000;
 pub struct StoreFigures {
     /// Orders established.
     pub orders: u64,
+    /// Cancelled orders whose refund is not done yet.
+    pub refunds_pending: u64,
     /// Their totals, less those cancelled (refunded or owed), in the minor unit.
     pub revenue: u64,
     /// Paid → ready, ms, of the last [`LEAD_TIMES`] orders made, oldest first.
@@ -103,6 +105,9 @@ impl StoreFigures {
     /// An order read from disk, in id (time) order.
     fn scan(&mut self, order: &Order) {
         self.orders += 1;
+        if order.payment.status == crate::domain::PaymentStatus::RefundPending {
+            self.refunds_pending += 1;
+        }
         if order.status != OrderStatus::Cancelled {
             self.revenue += order.total;
         }
@@ -144,10 +149,26 @@ impl ReadScan {
     }
 }
 
+/// Per store: lead time (paid → ready) and queue wait (queued → a station
+/// started it) histograms, in ms, since this process started.
+#[derive(Default)]
+struct StoreHistograms(HashMap<String, (crate::metrics::Histogram, crate::metrics::Histogram)>);
+
+impl StoreHistograms {
+    fn of(&mut self, store: &str) -> &(crate::metrics::Histogram, crate::metrics::Histogram) {
+        if !self.0.contains_key(store) {
+            let new = || crate::metrics::Histogram::new(crate::metrics::CAFE_MS);
+            self.0.insert(store.to_owned(), (new(), new()));
+        }
+        &self.0[store]
+    }
+}
+
 pub struct Projection {
     counts: HashMap<OrderStatus, u64>,
     shelf: Shelf,
     figures: HashMap<String, StoreFigures>,
+    histograms: StoreHistograms,
     /// (second, orders established in it), newest last.
     placed: VecDeque<(u64, u64)>,
     store: Store,
@@ -155,11 +176,18 @@ pub struct Projection {
 }
 
 impl Projection {
-    pub fn new(store: Store, events: tokio::sync::broadcast::Receiver<OrderChanged>) -> Self {
+    /// `stores`: the configured store ids, so that each has figures and
+    /// histograms (at zero) before its first order.
+    pub fn new(store: Store, events: tokio::sync::broadcast::Receiver<OrderChanged>, stores: Vec<String>) -> Self {
+        let mut histograms = StoreHistograms::default();
+        for id in &stores {
+            histograms.of(id);
+        }
         Projection {
             counts: HashMap::new(),
             shelf: Shelf::default(),
-            figures: HashMap::new(),
+            figures: stores.into_iter().map(|id| (id, StoreFigures::default())).collect(),
+            histograms,
             placed: VecDeque::new(),
             store,
             events: Some(events),
@@ -195,8 +223,25 @@ impl Projection {
             }
             (Some(before), OrderStatus::Cancelled) if before != OrderStatus::Cancelled => {
                 figures.revenue = figures.revenue.saturating_sub(order.total);
+                figures.refunds_pending += 1;
             }
-            (Some(before), OrderStatus::Ready) if before != OrderStatus::Ready => figures.lead_time(order),
+            (Some(OrderStatus::Cancelled), OrderStatus::Cancelled) => {
+                // The refund went through.
+                figures.refunds_pending = figures.refunds_pending.saturating_sub(1);
+            }
+            (Some(before), OrderStatus::Ready) if before != OrderStatus::Ready => {
+                figures.lead_time(order);
+                if let Some(lead) = figures.lead_ms.back() {
+                    self.histograms.of(&order.store).0.observe(*lead);
+                }
+            }
+            (Some(OrderStatus::Queued), OrderStatus::Brewing) => {
+                // Queue wait: from the order's last `queued` to this start.
+                let queued = order.history.iter().rev().find(|entry| entry.status == OrderStatus::Queued);
+                if let Some(queued) = queued {
+                    self.histograms.of(&order.store).1.observe(order.updated_ms.saturating_sub(queued.at_ms));
+                }
+            }
             _ => {}
         }
         if order.status == OrderStatus::Ready {
@@ -245,7 +290,7 @@ impl StreamHandler<Result<OrderChanged, BroadcastStreamRecvError>> for Projectio
                     Ok(_) => {
                         self.counts = counts;
                         self.shelf.refill(scan.shelf);
-                        self.figures = scan.figures;
+                        self.figures.extend(scan.figures);
                     }
                     Err(err) => tracing::error!(error = %err, "recounting orders failed"),
                 }
@@ -267,7 +312,7 @@ impl Handler<Seed> for Projection {
             *self.counts.entry(status).or_default() += count;
         }
         self.shelf.refill(msg.1.shelf);
-        self.figures = msg.1.figures;
+        self.figures.extend(msg.1.figures);
     }
 }
 
@@ -287,6 +332,53 @@ impl Handler<GetShelf> for Projection {
         let here = || self.shelf.by_age.values().filter(|order| order.store == msg.store);
         let orders = here().take(msg.limit).cloned().collect();
         MessageResult((orders, here().count() as u64))
+    }
+}
+
+/// The projection's part of `GET /metrics`, rendered.
+#[derive(Message)]
+#[rtype(result = "String")]
+pub struct RenderMetrics;
+
+impl Handler<RenderMetrics> for Projection {
+    type Result = String;
+
+    fn handle(&mut self, _: RenderMetrics, _: &mut Self::Context) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let now = now_ms();
+        let mut oldest: HashMap<&str, (u64, u64)> = HashMap::new();
+        for ((ready_ms, _), order) in &self.shelf.by_age {
+            let entry = oldest.entry(order.store.as_str()).or_insert((0, *ready_ms));
+            entry.0 += 1;
+            entry.1 = entry.1.min(*ready_ms);
+        }
+        let mut stores: Vec<&String> = self.figures.keys().collect();
+        stores.sort();
+        let families: [(&str, &str, &str, &dyn Fn(&str, &StoreFigures) -> f64); 5] = [
+            ("crema_store_orders_total", "counter", "Orders established at the store.", &|_, f| f.orders as f64),
+            ("crema_store_revenue", "gauge", "Totals of the store's orders less those cancelled, in the currency's minor unit.", &|_, f| f.revenue as f64),
+            ("crema_store_refunds_pending", "gauge", "Cancelled orders whose refund is not done yet.", &|_, f| f.refunds_pending as f64),
+            ("crema_store_ready_orders", "gauge", "Orders ready and not picked up (on the shelf).", &|store, _| oldest.get(store).map_or(0.0, |(n, _)| *n as f64)),
+            ("crema_store_oldest_ready_seconds", "gauge", "How long the longest-waiting ready order has waited (0 with none).", &|store, _| oldest.get(store).map_or(0.0, |(_, at)| now.saturating_sub(*at) as f64 / 1e3)),
+        ];
+        for (name, kind, help, value) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for store in &stores {
+                let _ = writeln!(out, "{name}{{store=\"{store}\"}} {}", value(store, &self.figures[*store]));
+            }
+        }
+        let mut histograms: Vec<(&String, &(crate::metrics::Histogram, crate::metrics::Histogram))> = self.histograms.0.iter().collect();
+        histograms.sort_by_key(|(store, _)| *store);
+        out.push_str("# HELP crema_order_lead_time_seconds Paid to ready, per store.\n# TYPE crema_order_lead_time_seconds histogram\n");
+        for (store, (lead, _)) in &histograms {
+            lead.render(&mut out, "crema_order_lead_time_seconds", &format!("store=\"{store}\""), 1e3);
+        }
+        out.push_str("# HELP crema_queue_wait_seconds Queued to a station starting the order, per store.\n# TYPE crema_queue_wait_seconds histogram\n");
+        for (store, (_, wait)) in &histograms {
+            wait.render(&mut out, "crema_queue_wait_seconds", &format!("store=\"{store}\""), 1e3);
+        }
+        out
     }
 }
 

@@ -16,12 +16,12 @@ use warp::reply::Response;
 use super::error::ApiError;
 use super::idempotency::{self, Begin, InFlightKeys};
 use super::views::OrderView;
-use crate::actors::barista::{self, EtaOf, EtaOfNew, TicketView, ListQueue, ListStations, PoolError, StationState, StationView};
+use crate::actors::barista::{self, EtaOf, EtaOfNew, RenderBrews, TicketView, ListQueue, ListStations, PoolError, StationState, StationView};
 use crate::actors::engine::{Engine, PlacingPermit};
 use crate::actors::order::{Cancel, GetOrder, OrderActor, Pickup, Place};
 use crate::actors::projection::GetStats;
 use crate::domain::{Draft, MenuItem, Order, OrderRequest, OrderStatus};
-use crate::actors::projection::GetShelf;
+use crate::actors::projection::{GetShelf, RenderMetrics};
 use crate::actors::stores::StoreState;
 use crate::persistence::{Batch, IdempotentOutcome};
 
@@ -758,6 +758,49 @@ pub async fn metrics(engine: Arc<Engine>) -> Reply {
     for (name, help, value) in gauges {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
     }
+    crate::metrics::render_process(&mut out);
+    let _ = writeln!(
+        out,
+        "# HELP crema_storage_writable 1 while the store can write (orders are taken), 0 while it cannot.\n# TYPE crema_storage_writable gauge\ncrema_storage_writable {}",
+        u8::from(engine.writer.is_writable())
+    );
+    out.push_str("# HELP crema_store_max_wait_seconds The store's max_wait_s (stores without one are not listed).\n# TYPE crema_store_max_wait_seconds gauge\n");
+    for store in engine.stores.iter() {
+        if let Some(max_wait_s) = store.max_wait_s {
+            let _ = writeln!(out, "crema_store_max_wait_seconds{{store=\"{}\"}} {max_wait_s}", store.id);
+        }
+    }
+    out.push_str(&engine.projection.send(RenderMetrics).timeout(ask_timeout(&engine)).await?);
+    // Each store's stations, and the brew time per station kind.
+    let mut stations = String::new();
+    let mut brews = String::new();
+    for store in engine.stores.iter() {
+        let views: Vec<StationView> = store.pool.send(ListStations).timeout(ask_timeout(&engine)).await?;
+        for view in &views {
+            let labels = format!("store=\"{}\",station=\"{}\"", store.id, view.id);
+            for state in [StationState::Idle, StationState::Brewing, StationState::Paused] {
+                let name = serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                let _ = writeln!(stations, "crema_station_state{{{labels},state=\"{name}\"}} {}", u8::from(view.state == state));
+            }
+            let _ = writeln!(stations, "crema_station_made_total{{{labels}}} {}", view.made);
+            let _ = writeln!(stations, "crema_station_restarts_total{{{labels}}} {}", view.restarts);
+        }
+        brews.push_str(&store.pool.send(RenderBrews { store: store.id.clone() }).timeout(ask_timeout(&engine)).await?);
+    }
+    let mut by_family: Vec<(&str, &str, &str)> = vec![
+        ("crema_station_state", "gauge", "1 for each station's current state."),
+        ("crema_station_made_total", "counter", "Tickets the station finished."),
+        ("crema_station_restarts_total", "counter", "Times the station's actor crashed and was restarted."),
+    ];
+    for (name, kind, help) in by_family.drain(..) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for line in stations.lines().filter(|line| line.starts_with(name) && line[name.len()..].starts_with('{')) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str("# HELP crema_brew_seconds A ticket's time at its station, per station kind.\n# TYPE crema_brew_seconds histogram\n");
+    out.push_str(&brews);
     let writer = engine.writer.stats();
     out.push_str("# HELP crema_store_group_size Requests committed per RocksDB write (group commit).\n# TYPE crema_store_group_size histogram\n");
     writer.group_sizes.render(&mut out, "crema_store_group_size", "", 1.0);

@@ -132,8 +132,8 @@ async fn metrics_count_orders_by_outcome_and_time_requests() {
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = response.text().await.unwrap();
     for expected in [
-        "crema_orders_total{status=\"201\"} 2",
-        "crema_orders_total{status=\"400\"} 1",
+        "crema_orders_total{code=\"201\"} 2",
+        "crema_orders_total{code=\"400\"} 1",
         "crema_http_request_duration_seconds_count{route=\"place_order\"} 3",
         "crema_payment_breaker_state{state=\"closed\"} 1",
         "crema_payment_captured_total 2",
