@@ -108,3 +108,10 @@ async fn text_logs_to_a_pipe_have_no_colour_codes() {
     assert!(log.contains("request_id=req-place"), "{log}");
     assert!(!log.contains('\u{1b}'), "ANSI escape codes in a piped log: {log}");
 }
+
+#[test]
+fn crema_answers_version() {
+    let output = Command::new(env!("CARGO_BIN_EXE_crema")).arg("--version").output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), format!("crema {}", env!("CARGO_PKG_VERSION")));
+}
