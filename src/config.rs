@@ -729,6 +729,16 @@ id = "bar-1"
         }
     }
 
+    /// Until keys are enforced on the routes (issue 12), a configuration that
+    /// names keys must not start an open server that looks protected.
+    #[test]
+    fn a_configuration_with_access_keys_is_refused_until_they_are_enforced() {
+        let text = crate::auth::new_key_text("gangnam-bar", crate::auth::Role::Barista, &["gangnam".into()]);
+        let toml_lines: String = text.lines().skip(1).collect::<Vec<_>>().join("\n");
+        let err = load_text(&toml_lines).unwrap_err().to_string();
+        assert!(err.contains("auth"), "{err}");
+    }
+
     #[test]
     fn the_example_chain_loads() {
         let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/chain.toml"));

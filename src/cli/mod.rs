@@ -61,6 +61,9 @@ pub enum Command {
     },
     /// Load a crema server with a café rush, open-loop, and report per endpoint.
     Rush(RushArgs),
+    /// Staff access keys (API.md "Access"; not enforced yet, see README).
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -220,6 +223,22 @@ impl RushArgs {
     }
 }
 
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print a new random key (alone on the first line) and the `[[auth.keys]]` lines to add.
+    New {
+        /// What it may do.
+        #[arg(long, value_enum)]
+        role: crate::auth::Role,
+        /// A store it covers (repeat for several; none for an admin).
+        #[arg(long = "store")]
+        stores: Vec<String>,
+        /// Its name in logs and configuration [default: ROLE-STORE].
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
 /// Exit code of a rush that ran but failed one of its thresholds (as k6).
 pub const THRESHOLDS_FAILED: u8 = 99;
 
@@ -237,6 +256,16 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
             let runtime = builder.enable_all().thread_name("crema-accept").build()?;
             runtime.block_on(serve(settings))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Keys(KeysCommand::New { role, stores, name }) => {
+            anyhow::ensure!(
+                role == crate::auth::Role::Admin || !stores.is_empty(),
+                "a {} key needs at least one --store",
+                role.as_str()
+            );
+            let name = name.unwrap_or_else(|| [role.as_str().to_owned()].into_iter().chain(stores.iter().cloned()).collect::<Vec<_>>().join("-"));
+            print!("{}", crate::auth::new_key_text(&name, role, &stores));
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::PaymentSim { bind, data, latency_ms, jitter_ms, fail_rate, decline_rate, down } => {
