@@ -22,7 +22,7 @@ ceiling=$(ls -t "$target"/release/deps/ceiling-* 2>/dev/null | grep -v '\.d$' | 
 [ -x "$ceiling" ] || { echo "build the ceiling first: cargo bench --bench ceiling --no-run" >&2; exit 2; }
 lua=${WRK_LUA:-benches/wrk/order.lua}
 config=(); [ -n "${CREMA_CONFIG:-}" ] && config=(--config "$CREMA_CONFIG")
-work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
+work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work" || true' EXIT
 export CREMA_BARISTA__BREW_SCALE=0 CREMA_BARISTA__STATIONS=8 CREMA_BARISTA__MAX_QUEUE=1000000 \
   CREMA_ORDERS__MAX_LIVE=1000000 CREMA_ORDERS__MAX_PLACING=4096 CREMA_PAYMENT__BREAKER__MAX_CONCURRENT=4096 CREMA_PAYMENT__SIMULATED__LATENCY_MS=0 CREMA_STORE__DURABILITY=${CREMA_STORE__DURABILITY:-sync} \
   RUST_LOG=warn
