@@ -459,12 +459,7 @@ pub struct Order {
 impl Order {
     /// The order as it is established: charged (`payment_id`) and `paid`.
     pub fn paid(id: String, draft: Draft, key: String, payment_id: String, now_ms: u64) -> Self {
-        let mut tickets: Vec<TicketState> = Vec::new();
-        for line in &draft.lines {
-            if !tickets.iter().any(|ticket| ticket.kind == line.station) {
-                tickets.push(TicketState { kind: line.station.clone(), status: TicketStatus::Queued, station: None });
-            }
-        }
+        let tickets = Order::tickets_from_status(&draft.lines, OrderStatus::Paid, None);
         Order {
             id,
             store: draft.store,
@@ -505,9 +500,10 @@ impl Order {
         self.tickets.iter().find(|ticket| ticket.kind == kind)
     }
 
-    /// The tickets of an order read back from before tickets were kept
-    /// (snapshot formats 1–3): one per kind of its lines, placed where the
-    /// order's status says.
+    /// One ticket per station kind of `lines`, in the order the lines first
+    /// name them, placed where an order in `status` (made at `station`) has
+    /// them: a new order's, and those of an order read back from before
+    /// tickets were kept (snapshot formats 1–3).
     pub fn tickets_from_status(lines: &[OrderLine], status: OrderStatus, station: Option<&str>) -> Vec<TicketState> {
         let (ticket_status, station) = match status {
             OrderStatus::Brewing => (TicketStatus::Brewing, station),

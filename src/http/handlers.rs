@@ -772,32 +772,27 @@ pub async fn metrics(engine: Arc<Engine>) -> Reply {
     }
     out.push_str(&engine.projection.send(RenderMetrics).timeout(ask_timeout(&engine)).await?);
     // Each store's stations, and the brew time per station kind.
-    let mut stations = String::new();
+    let mut families = [
+        ("crema_station_state", "gauge", "1 for each station's current state.", String::new()),
+        ("crema_station_made_total", "counter", "Tickets the station finished.", String::new()),
+        ("crema_station_restarts_total", "counter", "Times the station's actor crashed and was restarted.", String::new()),
+    ];
     let mut brews = String::new();
     for store in engine.stores.iter() {
         let views: Vec<StationView> = store.pool.send(ListStations).timeout(ask_timeout(&engine)).await?;
         for view in &views {
             let labels = format!("store=\"{}\",station=\"{}\"", store.id, view.id);
-            for state in [StationState::Idle, StationState::Brewing, StationState::Paused] {
-                let name = serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-                let _ = writeln!(stations, "crema_station_state{{{labels},state=\"{name}\"}} {}", u8::from(view.state == state));
+            for (state, name) in [(StationState::Idle, "idle"), (StationState::Brewing, "brewing"), (StationState::Paused, "paused")] {
+                let _ = writeln!(families[0].3, "crema_station_state{{{labels},state=\"{name}\"}} {}", u8::from(view.state == state));
             }
-            let _ = writeln!(stations, "crema_station_made_total{{{labels}}} {}", view.made);
-            let _ = writeln!(stations, "crema_station_restarts_total{{{labels}}} {}", view.restarts);
+            let _ = writeln!(families[1].3, "crema_station_made_total{{{labels}}} {}", view.made);
+            let _ = writeln!(families[2].3, "crema_station_restarts_total{{{labels}}} {}", view.restarts);
         }
         brews.push_str(&store.pool.send(RenderBrews { store: store.id.clone() }).timeout(ask_timeout(&engine)).await?);
     }
-    let mut by_family: Vec<(&str, &str, &str)> = vec![
-        ("crema_station_state", "gauge", "1 for each station's current state."),
-        ("crema_station_made_total", "counter", "Tickets the station finished."),
-        ("crema_station_restarts_total", "counter", "Times the station's actor crashed and was restarted."),
-    ];
-    for (name, kind, help) in by_family.drain(..) {
+    for (name, kind, help, samples) in &families {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for line in stations.lines().filter(|line| line.starts_with(name) && line[name.len()..].starts_with('{')) {
-            out.push_str(line);
-            out.push('\n');
-        }
+        out.push_str(samples);
     }
     out.push_str("# HELP crema_brew_seconds A ticket's time at its station, per station kind.\n# TYPE crema_brew_seconds histogram\n");
     out.push_str(&brews);

@@ -161,15 +161,44 @@ pub fn encode_idempotency(record: &IdempotencyRecord) -> Vec<u8> {
 
 pub fn decode_idempotency(bytes: &[u8]) -> Result<IdempotencyRecord, CodecError> {
     match envelope_version(bytes)? {
-        1 => decode_body::<v1::IdempotencyRecord>(Kind::Idempotency, bytes).map(IdempotencyRecord::from),
-        2 => decode_body::<v2::IdempotencyRecord>(Kind::Idempotency, bytes).map(IdempotencyRecord::from),
-        3 => decode_body::<v3::IdempotencyRecord>(Kind::Idempotency, bytes).map(IdempotencyRecord::from),
+        1 => decode_body::<OldIdempotencyRecord<v1::Order>>(Kind::Idempotency, bytes).map(IdempotencyRecord::from),
+        2 => decode_body::<OldIdempotencyRecord<v2::Order>>(Kind::Idempotency, bytes).map(IdempotencyRecord::from),
+        3 => decode_body::<OldIdempotencyRecord<v3::Order>>(Kind::Idempotency, bytes).map(IdempotencyRecord::from),
         _ => decode(Kind::Idempotency, bytes),
     }
 }
 
+/// An idempotency record of an older format: as today's, but a 201 holds
+/// that format's order (`O`, frozen in [`v1`], [`v2`] or [`v3`]).
+#[derive(Deserialize)]
+struct OldIdempotencyRecord<O> {
+    body_sha256: [u8; 32],
+    outcome: OldIdempotentOutcome<O>,
+    created_ms: u64,
+}
+
+#[derive(Deserialize)]
+enum OldIdempotentOutcome<O> {
+    Created(O),
+    Declined,
+}
+
+impl<O: Into<Order>> From<OldIdempotencyRecord<O>> for IdempotencyRecord {
+    fn from(old: OldIdempotencyRecord<O>) -> Self {
+        IdempotencyRecord {
+            body_sha256: old.body_sha256,
+            outcome: match old.outcome {
+                OldIdempotentOutcome::Created(order) => IdempotentOutcome::Created(order.into()),
+                OldIdempotentOutcome::Declined => IdempotentOutcome::Declined,
+            },
+            created_ms: old.created_ms,
+        }
+    }
+}
+
 /// The records of format version 1, frozen as they were written, and how
-/// each becomes today's. Only the records that changed are here.
+/// each becomes today's. Only the records that changed are here (an idempotency
+/// record of this format is an [`OldIdempotencyRecord`] of its order).
 mod v1 {
     use serde::Deserialize;
 
@@ -246,31 +275,6 @@ mod v1 {
         }
     }
 
-    #[derive(Deserialize)]
-    pub struct IdempotencyRecord {
-        body_sha256: [u8; 32],
-        outcome: IdempotentOutcome,
-        created_ms: u64,
-    }
-
-    #[derive(Deserialize)]
-    enum IdempotentOutcome {
-        Created(Order),
-        Declined,
-    }
-
-    impl From<IdempotencyRecord> for super::IdempotencyRecord {
-        fn from(old: IdempotencyRecord) -> Self {
-            super::IdempotencyRecord {
-                body_sha256: old.body_sha256,
-                outcome: match old.outcome {
-                    IdempotentOutcome::Created(order) => super::IdempotentOutcome::Created(order.into()),
-                    IdempotentOutcome::Declined => super::IdempotentOutcome::Declined,
-                },
-                created_ms: old.created_ms,
-            }
-        }
-    }
 }
 
 /// The records of format version 2 (store and number, lines without options).
@@ -325,31 +329,6 @@ mod v2 {
         }
     }
 
-    #[derive(Deserialize)]
-    pub struct IdempotencyRecord {
-        body_sha256: [u8; 32],
-        outcome: IdempotentOutcome,
-        created_ms: u64,
-    }
-
-    #[derive(Deserialize)]
-    enum IdempotentOutcome {
-        Created(Order),
-        Declined,
-    }
-
-    impl From<IdempotencyRecord> for super::IdempotencyRecord {
-        fn from(old: IdempotencyRecord) -> Self {
-            super::IdempotencyRecord {
-                body_sha256: old.body_sha256,
-                outcome: match old.outcome {
-                    IdempotentOutcome::Created(order) => super::IdempotentOutcome::Created(order.into()),
-                    IdempotentOutcome::Declined => super::IdempotentOutcome::Declined,
-                },
-                created_ms: old.created_ms,
-            }
-        }
-    }
 }
 
 /// The records of format version 3 (lines with options; no tickets).
@@ -402,31 +381,6 @@ mod v3 {
         }
     }
 
-    #[derive(Deserialize)]
-    pub struct IdempotencyRecord {
-        body_sha256: [u8; 32],
-        outcome: IdempotentOutcome,
-        created_ms: u64,
-    }
-
-    #[derive(Deserialize)]
-    enum IdempotentOutcome {
-        Created(Order),
-        Declined,
-    }
-
-    impl From<IdempotencyRecord> for super::IdempotencyRecord {
-        fn from(old: IdempotencyRecord) -> Self {
-            super::IdempotencyRecord {
-                body_sha256: old.body_sha256,
-                outcome: match old.outcome {
-                    IdempotentOutcome::Created(order) => super::IdempotentOutcome::Created(order.into()),
-                    IdempotentOutcome::Declined => super::IdempotentOutcome::Declined,
-                },
-                created_ms: old.created_ms,
-            }
-        }
-    }
 }
 
 /// Queue positions are stored big-endian so RocksDB's byte order is queue order.

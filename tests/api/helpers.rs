@@ -217,6 +217,16 @@ where
 }
 
 /// A real `crema` process (`serve` or `payment-sim`), killed when dropped.
+/// Waits (up to 30 s) until the crema at `base` answers `/readyz` with 200:
+/// recovery has finished. Panics if it does not.
+pub async fn wait_ready(client: &reqwest::Client, base: &str) {
+    wait_until(Duration::from_secs(30), || async {
+        client.get(format!("{base}/readyz")).send().await.ok().filter(|r| r.status() == 200).map(|_| ())
+    })
+    .await
+    .unwrap_or_else(|| panic!("{base} was not ready within 30 s"));
+}
+
 pub struct Process {
     child: Child,
     pub base: String,

@@ -57,11 +57,7 @@ async fn serve_and_log(envs: &[(&str, &str)]) -> String {
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
     let base = first.trim().rsplit(' ').next().unwrap().to_owned();
     let client = reqwest::Client::new();
-    wait_until(Duration::from_secs(30), || async {
-        client.get(format!("{base}/readyz")).send().await.ok().filter(|r| r.status() == 200).map(|_| ())
-    })
-    .await
-    .expect("ready");
+    wait_ready(&client, &base).await;
     let placed = client
         .post(format!("{base}/orders"))
         .header("content-type", "application/json")

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{manual_stations, orders_until_killed, spawn_app_with, test_settings, wait_until, Process};
+use crate::helpers::{manual_stations, orders_until_killed, spawn_app_with, test_settings, wait_ready, wait_until, Process};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_acknowledged_order_survives_kill_9_and_is_made_after_restart() {
@@ -154,11 +154,7 @@ async fn a_paused_station_stays_paused_after_kill_9() {
 
     let server = Process::crema(&data, &[]);
     let base = server.base.clone();
-    wait_until(Duration::from_secs(30), || async {
-        client.get(format!("{base}/readyz")).send().await.ok().filter(|r| r.status() == 200).map(|_| ())
-    })
-    .await
-    .expect("ready after the restart");
+    wait_ready(&client, &base).await;
     let stations: Value = client.get(format!("{base}/stations")).send().await.unwrap().json().await.unwrap();
     let state = |id: &str| stations.as_array().unwrap().iter().find(|s| s["id"] == id).unwrap()["state"].clone();
     assert_eq!(state("bar-1"), "paused", "{stations}");
@@ -232,11 +228,7 @@ async fn a_half_made_two_ticket_order_at_one_of_two_stores_survives_kill_9() {
 
     let server = start();
     let base = server.base.clone();
-    wait_until(Duration::from_secs(30), || async {
-        client.get(format!("{base}/readyz")).send().await.ok().filter(|r| r.status() == 200).map(|_| ())
-    })
-    .await
-    .expect("ready after the restart");
+    wait_ready(&client, &base).await;
     let order: Value = client.get(format!("{base}/orders/{id}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(tickets(&order), ["bar:queued", "kitchen:done"], "{order}");
     assert_eq!(order["status"], "brewing");
