@@ -18,7 +18,13 @@ for store in gangnam hongdae seongsu; do
     -d "{\"store\":\"$store\",\"items\":[{\"menu_id\":\"latte\",\"qty\":1,\"options\":{\"milk\":\"oat\"}},{\"menu_id\":\"croissant\",\"qty\":1}]}" >/dev/null
 done
 sleep 1
-curl -fs http://127.0.0.1:$port/metrics >"$work/metrics"
+# /metrics is an admin's: refused without a key, served with the key the first start printed.
+status=$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/metrics)
+[ "$status" = 401 ] || { echo "GET /metrics without a key answered $status, not 401" >&2; exit 1; }
+key=$(grep -o 'crema_[0-9a-f]\{64\}' "$work/log" | head -1)
+[ -n "$key" ] || { echo "the first start printed no admin key" >&2; cat "$work/log" >&2; exit 1; }
+printf '%s' "$key" >"$work/key"
+curl -fs -H "Authorization: Bearer $key" http://127.0.0.1:$port/metrics >"$work/metrics"
 promtool check metrics <"$work/metrics"
 missing=0
 for family in process_resident_memory_bytes process_cpu_seconds_total process_open_fds crema_build_info \
@@ -32,7 +38,8 @@ grep -q '^crema_order_lead_time_seconds_count{store="gangnam"} 1$' "$work/metric
 grep -q '^crema_brew_seconds_count{store="hongdae",kind="kitchen"} 1$' "$work/metrics" || { echo "hongdae's kitchen ticket was not timed" >&2; missing=1; }
 # The ready-made dashboard and alert rules: valid, and every series they
 # query is one crema exports (a renamed metric would leave a panel empty).
-promtool check config ops/prometheus/prometheus.yml >/dev/null
+mkdir "$work/prometheus" && cp ops/prometheus/*.yml "$work/prometheus/" && cp "$work/key" "$work/prometheus/crema.key"
+promtool check config "$work/prometheus/prometheus.yml" >/dev/null
 (cd ops/prometheus && promtool test rules alerts.test.yml >/dev/null)
 python3 -m json.tool ops/grafana/crema.json >/dev/null
 for name in $(grep -ohE '\b(crema|process)_[a-z_]+' ops/grafana/crema.json ops/prometheus/alerts.yml | sed -E 's/_(bucket|sum|count)$//' | sort -u); do

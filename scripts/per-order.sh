@@ -16,7 +16,8 @@ port=$((18500 + RANDOM % 400))
 work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work" || true' EXIT
 export CREMA_BARISTA__BREW_SCALE=0 CREMA_BARISTA__STATIONS=8 CREMA_BARISTA__MAX_QUEUE=1000000 \
   CREMA_ORDERS__MAX_LIVE=1000000 CREMA_ORDERS__MAX_PLACING=4096 CREMA_PAYMENT__BREAKER__MAX_CONCURRENT=4096 \
-  CREMA_PAYMENT__SIMULATED__LATENCY_MS=0 CREMA_STORE__DURABILITY=${CREMA_STORE__DURABILITY:-sync} RUST_LOG=warn
+  CREMA_PAYMENT__SIMULATED__LATENCY_MS=0 CREMA_STORE__DURABILITY=${CREMA_STORE__DURABILITY:-sync} RUST_LOG=warn \
+  CREMA_AUTH__ENABLED=false  # benchmarks only: /stats is read without a key
 config=(); [ -n "${CREMA_CONFIG:-}" ] && config=(--config "$CREMA_CONFIG")
 "$bin" serve --bind 127.0.0.1:$port --data "$work/data" "${config[@]}" >"$work/log" 2>&1 & pid=$!
 for _ in $(seq 300); do curl -fs http://127.0.0.1:$port/readyz >/dev/null 2>&1 && break; sleep 0.1; done

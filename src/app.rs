@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::actors::engine::{ActorSystem, Engine};
+use crate::auth::{Gatekeeper, KeyConfig, Keys, Role};
 use crate::config::Settings;
 use crate::http::{self, ServerLimits};
 use crate::persistence::recovery::{self, RecoveryError, RecoveryReport};
@@ -49,6 +50,43 @@ pub struct App {
     reconciler: JoinHandle<()>,
     prober: JoinHandle<()>,
     pub recovery: RecoveryReport,
+    /// The admin key this first start made (no key configured, none made
+    /// before): shown once by `crema serve`, kept nowhere but as its hash.
+    pub first_admin_key: Option<String>,
+}
+
+/// The keys requests are checked against: the configured ones; with none
+/// configured, the admin key of the first start, made now if this is it (its
+/// hash is written, durably, before the key is shown).
+fn gatekeeper(settings: &Settings, store: &Store) -> Result<(Gatekeeper, Option<String>), AppError> {
+    let auth = &settings.auth;
+    let mut configs = auth.keys.clone();
+    let mut made = None;
+    let stored = store.first_admin_key().map_err(|err| AppError::Store(settings.store.data_dir.display().to_string(), err))?;
+    if !auth.enabled {
+        tracing::warn!(
+            "ACCESS CHECKS ARE OFF (auth.enabled = false): anyone who can reach this server may list orders, \
+             cancel them, pause stations and read metrics. For benchmarks and local experiments only."
+        );
+    } else if configs.is_empty() {
+        let sha256 = match stored {
+            Some(sha256) => sha256,
+            None => {
+                let (key, sha256) = crate::auth::new_key();
+                store
+                    .put_first_admin_key(&sha256)
+                    .map_err(|err| AppError::Store(settings.store.data_dir.display().to_string(), err))?;
+                made = Some(key);
+                sha256
+            }
+        };
+        configs.push(KeyConfig { name: "admin".into(), role: Role::Admin, stores: Vec::new(), sha256 });
+    } else if stored.is_some() {
+        tracing::info!("keys are configured: the admin key made at the first start is not accepted");
+    }
+    let keys = Keys::new(configs).map_err(AppError::Startup)?;
+    let session_ttl = Duration::from_secs(auth.session_hours * 3600);
+    Ok((Gatekeeper::new(auth.enabled, auth.public_metrics, keys, session_ttl), made))
 }
 
 impl App {
@@ -70,6 +108,8 @@ impl App {
         .await
         .map_err(|err| AppError::Startup(err.to_string()))?
         .map_err(|err| AppError::Store(settings.store.data_dir.display().to_string(), err))?;
+        let (gatekeeper, first_admin_key) = gatekeeper(&settings, &store)?;
+        let gatekeeper = Arc::new(gatekeeper);
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let system = ActorSystem::start(cores);
         let engine = match Engine::start(settings, store, &system) {
@@ -86,10 +126,11 @@ impl App {
         limits.gate = Some(http::routes::placing_gate(engine.clone()));
         limits.self_timed = Arc::from([crate::metrics::route_index("place_order")]);
         limits.allow = Some(http::routes::allowed_methods);
+        limits.authenticate = Some(gatekeeper.clone());
         if engine.settings.server.connections_on_arbiters {
             limits.spawner = Some(engine.connection_spawner());
         }
-        let routes = http::routes::routes(engine.clone());
+        let routes = http::routes::routes(engine.clone(), gatekeeper);
         let server = tokio::spawn(http::serve(listener, routes, limits, async {
             let _ = stopped.await;
         }));
@@ -159,6 +200,7 @@ impl App {
             reconciler,
             prober,
             recovery,
+            first_admin_key,
         })
     }
 

@@ -4,9 +4,15 @@
 //! (in configuration), and a presented key is compared with every configured
 //! hash in constant time.
 //!
-//! Not wired into the routes yet (issue 12): `[[auth.keys]]` is not a
-//! configuration section so far, so a file that has one is refused at start
-//! rather than silently left open.
+//! [`Gatekeeper`] holds the keys and the staff screens' sign-in sessions; the
+//! server asks it who each request's [`Caller`] is (once, from the headers)
+//! and keeps the answer in a task-local that the routes check with
+//! [`authorize`] — with the store warp parsed from the path, so the check and
+//! the route can never disagree about which store a request is about.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -56,14 +62,14 @@ pub enum RouteClass {
 /// The configured keys, with their hashes decoded.
 #[derive(Debug, Default)]
 pub struct Keys {
-    keys: Vec<(KeyConfig, [u8; 32])>,
+    keys: Vec<(Arc<KeyConfig>, [u8; 32])>,
 }
 
 impl Keys {
     /// Checks the entries: hex SHA-256s, unique names and hashes, and a store
     /// for every key that is not an admin's.
     pub fn new(configs: Vec<KeyConfig>) -> Result<Keys, String> {
-        let mut keys: Vec<(KeyConfig, [u8; 32])> = Vec::with_capacity(configs.len());
+        let mut keys: Vec<(Arc<KeyConfig>, [u8; 32])> = Vec::with_capacity(configs.len());
         for config in configs {
             let at = format!("auth.keys: key {:?}", config.name);
             let hash = decode_hex(&config.sha256).ok_or_else(|| format!("{at}: sha256 must be 64 hex digits"))?;
@@ -76,7 +82,7 @@ impl Keys {
             if config.role != Role::Admin && config.stores.is_empty() {
                 return Err(format!("{at}: a {} key needs its stores", config.role.as_str()));
             }
-            keys.push((config, hash));
+            keys.push((Arc::new(config), hash));
         }
         Ok(Keys { keys })
     }
@@ -88,7 +94,7 @@ impl Keys {
     /// The key `presented` is, if any. Every configured hash is compared, in
     /// constant time each, whichever matches: the time taken says nothing
     /// about which key (or how much of one) was right.
-    pub fn find(&self, presented: &str) -> Option<&KeyConfig> {
+    pub fn find(&self, presented: &str) -> Option<&Arc<KeyConfig>> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for (config, hash) in &self.keys {
@@ -98,6 +104,232 @@ impl Keys {
         }
         found
     }
+}
+
+/// Who is calling, as far as access is concerned.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Access checks are off (`auth.enabled = false`).
+    Open,
+    /// No key presented.
+    Anonymous,
+    /// A key (or session) crema does not know.
+    Unknown,
+    Key(Arc<KeyConfig>),
+}
+
+impl Caller {
+    /// The key's name for the access log; empty for no key.
+    pub fn name(&self) -> &str {
+        match self {
+            Caller::Key(key) => &key.name,
+            Caller::Open | Caller::Anonymous | Caller::Unknown => "",
+        }
+    }
+
+    /// Whether this caller sees `store`'s orders, events and figures on the
+    /// routes that span stores (`GET /orders`, `/events`, `/stats`).
+    pub fn sees(&self, store: &str) -> bool {
+        match self {
+            Caller::Open => true,
+            Caller::Key(key) => key.role == Role::Admin || key.stores.iter().any(|own| own == store),
+            Caller::Anonymous | Caller::Unknown => false,
+        }
+    }
+
+    /// Whether this caller sees every store (admin, or checks off).
+    pub fn sees_all(&self) -> bool {
+        match self {
+            Caller::Open => true,
+            Caller::Key(key) => key.role == Role::Admin,
+            Caller::Anonymous | Caller::Unknown => false,
+        }
+    }
+}
+
+tokio::task_local! {
+    /// The caller of the request this task answers (set by the server).
+    static CALLER: Caller;
+}
+
+/// Runs `future` as a request of `caller`.
+pub async fn as_caller<F: std::future::Future>(caller: Caller, future: F) -> F::Output {
+    CALLER.scope(caller, future).await
+}
+
+/// The caller of the request this task answers; outside a request, nobody.
+pub fn current_caller() -> Caller {
+    CALLER.try_with(Caller::clone).unwrap_or(Caller::Anonymous)
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denied {
+    /// No key, or an unknown one: 401.
+    Unauthorized(String),
+    /// A key whose role or stores do not cover the request: 403.
+    Forbidden(String),
+}
+
+/// Whether the current request may call a route of `class` about `store`.
+pub fn authorize(class: RouteClass, store: Option<&str>) -> Result<Caller, Denied> {
+    let caller = current_caller();
+    check(&caller, class, store)?;
+    Ok(caller)
+}
+
+/// [`authorize`] for a given caller.
+pub fn check(caller: &Caller, class: RouteClass, store: Option<&str>) -> Result<(), Denied> {
+    if class == RouteClass::Public {
+        return Ok(());
+    }
+    match caller {
+        Caller::Open => Ok(()),
+        Caller::Anonymous => Err(Denied::Unauthorized("this needs a staff key: Authorization: Bearer <key>".into())),
+        Caller::Unknown => Err(Denied::Unauthorized("this key (or sign-in) is not known; sign in again".into())),
+        Caller::Key(key) if may(key, class, store) => Ok(()),
+        Caller::Key(key) => Err(Denied::Forbidden(match store {
+            Some(store) if key.role >= class.role().unwrap_or(Role::Admin) => {
+                format!("key {:?} does not cover store {store:?}", key.name)
+            }
+            _ => format!("key {:?} is a {} key; this needs {}", key.name, key.role.as_str(), class.describe()),
+        })),
+    }
+}
+
+impl RouteClass {
+    fn role(self) -> Option<Role> {
+        match self {
+            RouteClass::Public => None,
+            RouteClass::Barista => Some(Role::Barista),
+            RouteClass::Manager => Some(Role::Manager),
+            RouteClass::Admin => Some(Role::Admin),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            RouteClass::Public => "no key",
+            RouteClass::Barista => "a barista, manager or admin key",
+            RouteClass::Manager => "a manager or admin key",
+            RouteClass::Admin => "an admin key",
+        }
+    }
+}
+
+/// The name of the staff screens' session cookie.
+pub const SESSION_COOKIE: &str = "crema_session";
+/// Most sign-ins kept at once; past it the one closest to expiring goes.
+const MAX_SESSIONS: usize = 10_000;
+
+struct Session {
+    key: Arc<KeyConfig>,
+    expires: Instant,
+}
+
+/// The keys, the sign-in sessions, and whether checks are on.
+pub struct Gatekeeper {
+    enabled: bool,
+    pub public_metrics: bool,
+    keys: Keys,
+    session_ttl: Duration,
+    /// By the SHA-256 of the session token: the map never holds a usable token.
+    sessions: Mutex<HashMap<[u8; 32], Session>>,
+}
+
+impl std::fmt::Debug for Gatekeeper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gatekeeper").field("enabled", &self.enabled).field("keys", &self.keys.keys.len()).finish()
+    }
+}
+
+impl Gatekeeper {
+    pub fn new(enabled: bool, public_metrics: bool, keys: Keys, session_ttl: Duration) -> Gatekeeper {
+        Gatekeeper { enabled, public_metrics, keys, session_ttl, sessions: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        self.session_ttl
+    }
+
+    /// Who presents these headers: `Authorization: Bearer <key>` first, else
+    /// the session cookie. Hashing happens only when one of them is there.
+    pub fn caller(&self, headers: &http::HeaderMap) -> Caller {
+        if !self.enabled {
+            return Caller::Open;
+        }
+        if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+            let key = value.to_str().ok().and_then(|text| {
+                let (scheme, key) = text.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+            });
+            return match key.and_then(|key| self.keys.find(key)) {
+                Some(key) => Caller::Key(key.clone()),
+                None => Caller::Unknown,
+            };
+        }
+        match session_token(headers) {
+            Some(token) => self.session(token).map_or(Caller::Unknown, Caller::Key),
+            None => Caller::Anonymous,
+        }
+    }
+
+    /// The key of a live session.
+    fn session(&self, token: &str) -> Option<Arc<KeyConfig>> {
+        let id: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match sessions.get(&id) {
+            Some(session) if session.expires > Instant::now() => Some(session.key.clone()),
+            Some(_) => {
+                sessions.remove(&id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Signs in with `key`: a new session token (to go into the cookie) and the key it stands for.
+    pub fn sign_in(&self, key: &str) -> Option<(String, Arc<KeyConfig>)> {
+        let key = self.keys.find(key)?.clone();
+        let mut bytes = [0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut bytes);
+        let token = encode_hex(&bytes);
+        let id: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let now = Instant::now();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if sessions.len() >= MAX_SESSIONS {
+            sessions.retain(|_, session| session.expires > now);
+        }
+        if sessions.len() >= MAX_SESSIONS {
+            if let Some(oldest) = sessions.iter().min_by_key(|(_, session)| session.expires).map(|(id, _)| *id) {
+                sessions.remove(&oldest);
+            }
+        }
+        sessions.insert(id, Session { key: key.clone(), expires: now + self.session_ttl });
+        Some((token, key))
+    }
+
+    /// Ends the session these headers carry, if any.
+    pub fn sign_out(&self, headers: &http::HeaderMap) {
+        if let Some(token) = session_token(headers) {
+            let id: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&id);
+        }
+    }
+}
+
+/// The session token in a `Cookie` header, if any.
+fn session_token(headers: &http::HeaderMap) -> Option<&str> {
+    headers.get_all(http::header::COOKIE).iter().filter_map(|value| value.to_str().ok()).find_map(|cookies| {
+        cookies.split(';').find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == SESSION_COOKIE && !value.is_empty()).then_some(value)
+        })
+    })
 }
 
 /// Whether `key` may call a route of `class` about `store` (`None`: a route
@@ -113,12 +345,17 @@ pub fn may(key: &KeyConfig, class: RouteClass, store: Option<&str>) -> bool {
     key.role >= needed && (key.role == Role::Admin || store.is_none_or(|store| key.stores.iter().any(|own| own == store)))
 }
 
+/// The hex of `key`'s SHA-256, as `[[auth.keys]]` names it.
+pub fn sha256_hex(key: &str) -> String {
+    encode_hex(&Sha256::digest(key.as_bytes()))
+}
+
 /// A new random key (`crema_` and 64 hex digits: 256 bits) and the hex of its SHA-256.
 pub fn new_key() -> (String, String) {
     let mut bytes = [0u8; 32];
     rand::Rng::fill(&mut rand::rng(), &mut bytes);
     let key = format!("crema_{}", encode_hex(&bytes));
-    let hash = encode_hex(&Sha256::digest(key.as_bytes()));
+    let hash = sha256_hex(&key);
     (key, hash)
 }
 
@@ -138,7 +375,7 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     std::hint::black_box(diff) == 0
 }
 
-fn encode_hex(bytes: &[u8]) -> String {
+pub fn encode_hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 

@@ -30,6 +30,28 @@ pub struct Settings {
     /// The chain's stores (API.md contract v2); none configured is one store `main`.
     pub stores: Vec<StoreConfig>,
     pub log: LogSettings,
+    /// Staff keys and roles (API.md "Access (contract v2)").
+    pub auth: AuthSettings,
+}
+
+/// `[auth]`: who may call the staff routes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// `false` turns every check off (said loudly at start): benchmarks and local experiments only.
+    pub enabled: bool,
+    /// Let `/metrics` be scraped without a key.
+    pub public_metrics: bool,
+    /// `[[auth.keys]]`; none configured, the first start makes an admin key (its hash kept in the data dir).
+    pub keys: Vec<crate::auth::KeyConfig>,
+    /// How long a staff screen's sign-in lasts.
+    pub session_hours: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings { enabled: true, public_metrics: false, keys: Vec::new(), session_hours: 12 }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -244,6 +266,7 @@ impl Default for Settings {
             menu: MenuSettings::default(),
             stores: Vec::new(),
             log: LogSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -562,7 +585,24 @@ impl Settings {
         }
         let menu = self.menu();
         menu.validate().map_err(ConfigError::Invalid)?;
-        self.validate_stores(&menu).map_err(ConfigError::Invalid)
+        self.validate_stores(&menu).map_err(ConfigError::Invalid)?;
+        self.validate_auth().map_err(ConfigError::Invalid)
+    }
+
+    /// The keys parse, and each names only stores that exist (a typo would
+    /// otherwise leave a barista locked out with a 403 and no clue why).
+    fn validate_auth(&self) -> Result<(), String> {
+        if !(1..=720).contains(&self.auth.session_hours) {
+            return Err("auth.session_hours must be 1-720".into());
+        }
+        crate::auth::Keys::new(self.auth.keys.clone())?;
+        let stores = self.stores();
+        for key in &self.auth.keys {
+            if let Some(unknown) = key.stores.iter().find(|id| !stores.iter().any(|store| &&store.id == id)) {
+                return Err(format!("auth.keys: key {:?} names store {unknown:?}, which is not configured", key.name));
+            }
+        }
+        Ok(())
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -729,14 +769,18 @@ id = "bar-1"
         }
     }
 
-    /// Until keys are enforced on the routes (issue 12), a configuration that
-    /// names keys must not start an open server that looks protected.
     #[test]
-    fn a_configuration_with_access_keys_is_refused_until_they_are_enforced() {
-        let text = crate::auth::new_key_text("gangnam-bar", crate::auth::Role::Barista, &["gangnam".into()]);
+    fn access_keys_are_read_and_checked() {
+        let text = crate::auth::new_key_text("main-bar", crate::auth::Role::Barista, &["main".into()]);
         let toml_lines: String = text.lines().skip(1).collect::<Vec<_>>().join("\n");
-        let err = load_text(&toml_lines).unwrap_err().to_string();
-        assert!(err.contains("auth"), "{err}");
+        let settings = load_text(&toml_lines).unwrap();
+        assert!(settings.auth.enabled, "access is on by default");
+        assert_eq!(settings.auth.keys[0].name, "main-bar");
+        let err = load_text(&toml_lines.replace("\"main\"", "\"gangnam\"")).unwrap_err().to_string();
+        assert!(err.contains("not configured"), "{err}");
+        let err = load_text(&format!("{toml_lines}\n{}", toml_lines.replace("main-bar", "other"))).unwrap_err().to_string();
+        assert!(err.contains("twice"), "{err}");
+        assert!(load_text("[auth]\nsession_hours = 0\n").is_err());
     }
 
     #[test]

@@ -61,9 +61,22 @@ pub enum Command {
     },
     /// Load a crema server with a café rush, open-loop, and report per endpoint.
     Rush(RushArgs),
-    /// Staff access keys (API.md "Access"; not enforced yet, see README).
+    /// Staff access keys (API.md "Access").
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Copy a serving crema's data into DIR (a RocksDB checkpoint taken by the
+    /// server; DIR is on the server's machine and must not exist). Restore:
+    /// `crema serve --data DIR`.
+    Backup {
+        /// Where the copy goes (made absolute from here).
+        dir: PathBuf,
+        /// The serving crema.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        target: String,
+        /// An admin key (or set CREMA_KEY, which `ps` does not show).
+        #[arg(long, env = "CREMA_KEY", hide_env_values = true)]
+        key: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -156,6 +169,9 @@ pub struct RushArgs {
     /// No progress line.
     #[arg(long)]
     quiet: bool,
+    /// A staff key, sent as `Authorization: Bearer` with every request (or set CREMA_KEY, which `ps` does not show).
+    #[arg(long, env = "CREMA_KEY", hide_env_values = true)]
+    key: Option<String>,
 }
 
 /// A duration as people write it on a command line: a number with a unit
@@ -219,6 +235,7 @@ impl RushArgs {
             seed: self.seed,
             pid: self.pid,
             progress: !self.quiet,
+            key: self.key,
         })
     }
 }
@@ -266,6 +283,13 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             );
             let name = name.unwrap_or_else(|| [role.as_str().to_owned()].into_iter().chain(stores.iter().cloned()).collect::<Vec<_>>().join("-"));
             print!("{}", crate::auth::new_key_text(&name, role, &stores));
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Backup { dir, target, key } => {
+            let dir = std::path::absolute(&dir).map_err(|err| anyhow::anyhow!("{}: {err}", dir.display()))?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let answer = runtime.block_on(backup(&target, key.as_deref(), &dir))?;
+            println!("{answer}");
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::PaymentSim { bind, data, latency_ms, jitter_ms, fail_rate, decline_rate, down } => {
@@ -319,12 +343,52 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         stations = settings.barista.stations,
         "starting crema"
     );
+    let access_on = settings.auth.enabled;
     let app = App::start(settings).await?;
     println!("crema listening on http://{}", app.local_addr());
+    // On stdout, with the address: the log (stderr) stays one format, and never holds the key.
+    if !access_on {
+        println!(
+            "\n  !!! ACCESS CHECKS ARE OFF (auth.enabled = false): anyone who can reach http://{} may list and\n  \
+             !!! cancel orders, pause stations and read metrics. Use it for benchmarks and experiments only.\n",
+            app.local_addr()
+        );
+    }
+    if let Some(key) = &app.first_admin_key {
+        // Shown this once: only its hash is kept.
+        println!(
+            "\n  No access key is configured, so this first start made an admin key. It is shown once;\n  \
+             only its hash is kept (in the data directory). Keep it somewhere safe:\n\n      {key}\n\n  \
+             Sign in to the staff screens: http://{addr}/barista#key={key}\n  \
+             Make keys for your staff with `crema keys new --role barista --store main` and add them to\n  \
+             the configuration's [[auth.keys]] (then this key is no longer accepted).\n",
+            addr = app.local_addr()
+        );
+    }
     shutdown_signal().await;
     tracing::info!("shutdown requested; draining");
     app.shutdown().await;
     Ok(())
+}
+
+/// Asks the server at `target` for a checkpoint into `dir`; its answer on success.
+async fn backup(target: &str, key: Option<&str>, dir: &std::path::Path) -> anyhow::Result<String> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(600)).build()?;
+    let mut request = client
+        .post(format!("{}/admin/backup", target.trim_end_matches('/')))
+        .header("content-type", "application/json")
+        .body(serde_json::json!({"dir": dir}).to_string());
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.map_err(|err| anyhow::anyhow!("{target}: {err}"))?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if status.as_u16() != 201 {
+        let detail = body["detail"].as_str().unwrap_or("no detail");
+        anyhow::bail!("backup refused ({status}): {detail}");
+    }
+    Ok(format!("backup written to {} in {} ms", body["dir"].as_str().unwrap_or_default(), body["took_ms"]))
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -63,6 +63,12 @@ pub enum ApiError {
     StationConflict(String),
     #[error("no such resource")]
     NotFound,
+    /// 401 `unauthorized` (with `WWW-Authenticate: Bearer`): no key, or one crema does not know.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403 `forbidden`: the key's role or stores do not cover this request.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("the request took too long")]
@@ -126,6 +132,8 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -154,6 +162,8 @@ impl ApiError {
             ApiError::StationConflict(_) => "station_conflict",
             ApiError::NotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::PlacementPending { .. } => "placement_pending",
             ApiError::StorageUnavailable(_) => "storage_unavailable",
@@ -239,11 +249,23 @@ impl ApiError {
         if let Some(location) = order_id.and_then(|id| HeaderValue::from_str(&format!("/orders/{id}")).ok()) {
             headers.insert(header::LOCATION, location);
         }
+        if matches!(self, ApiError::Unauthorized(_)) {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"crema\""));
+        }
         if matches!(self, ApiError::BodyTimeout(_)) {
             // The rest of the body may still be on its way: this connection is done.
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         response
+    }
+}
+
+impl From<crate::auth::Denied> for ApiError {
+    fn from(denied: crate::auth::Denied) -> Self {
+        match denied {
+            crate::auth::Denied::Unauthorized(detail) => ApiError::Unauthorized(detail),
+            crate::auth::Denied::Forbidden(detail) => ApiError::Forbidden(detail),
+        }
     }
 }
 

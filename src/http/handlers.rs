@@ -23,6 +23,7 @@ use crate::actors::projection::GetStats;
 use crate::domain::{Draft, MenuItem, Order, OrderRequest, OrderStatus};
 use crate::actors::projection::{GetShelf, RenderMetrics};
 use crate::actors::stores::StoreState;
+use crate::auth::{Caller, Gatekeeper, KeyConfig, Role};
 use crate::persistence::{Batch, IdempotentOutcome};
 
 pub type Reply = Result<Response, ApiError>;
@@ -481,7 +482,8 @@ pub async fn command(engine: Arc<Engine>, id: String, command: Command) -> Reply
 }
 
 /// `GET /orders?customer=&status=&limit=&after=`: newest first, from the store.
-pub async fn list_orders(engine: Arc<Engine>, query: HashMap<String, String>) -> Reply {
+/// `GET /orders`: a manager sees their stores' orders only (an admin, all).
+pub async fn list_orders(engine: Arc<Engine>, query: HashMap<String, String>, caller: Caller) -> Reply {
     for name in query.keys() {
         if !matches!(name.as_str(), "customer" | "status" | "limit" | "after") {
             return Err(ApiError::InvalidQuery(format!("unknown parameter {name:?}")));
@@ -507,7 +509,7 @@ pub async fn list_orders(engine: Arc<Engine>, query: HashMap<String, String>) ->
         store.list_orders(
             customer.as_deref(),
             after.as_deref(),
-            |order| status.is_none_or(|status| order.status == status),
+            |order| status.is_none_or(|status| order.status == status) && caller.sees(&order.store),
             limit,
             limit * 50,
         )
@@ -651,7 +653,10 @@ pub async fn queue(engine: Arc<Engine>, store: Option<String>) -> Reply {
     Ok(json(StatusCode::OK, &Queue { tickets, depth }))
 }
 
-pub async fn stats(engine: Arc<Engine>) -> Reply {
+/// `GET /stats`: a manager gets their stores' figures, and the chain's totals
+/// over those stores only; figures that only exist for the whole chain
+/// (orders by status, orders per second, live actors) are left empty for them.
+pub async fn stats(engine: Arc<Engine>, caller: Caller) -> Reply {
     let timeout = ask_timeout(&engine);
     let projection = engine.projection.send(GetStats).timeout(timeout).await?;
     // Every store's stations, queue and figures, and the chain's totals.
@@ -659,11 +664,15 @@ pub async fn stats(engine: Arc<Engine>) -> Reply {
     let mut stations = Vec::new();
     let mut queue_depth = 0;
     let mut per_store = serde_json::Map::new();
-    for store in engine.stores.iter() {
+    let mut revenue = 0;
+    let mut leads: Vec<u64> = Vec::new();
+    for store in engine.stores.iter().filter(|store| caller.sees(&store.id)) {
         let here: Vec<StationView> = store.pool.send(ListStations).timeout(timeout).await?;
         let (_, depth) = store.pool.send(ListQueue { limit: 0 }).timeout(timeout).await?;
         let count = |state| here.iter().filter(|station| station.state == state).count();
         let (figures, ready, oldest_ready_ms) = projection.stores.get(&store.id).cloned().unwrap_or_default();
+        revenue += figures.revenue;
+        leads.extend(figures.lead_ms.iter().copied());
         per_store.insert(store.id.clone(), serde_json::json!({
             "name": store.name,
             "orders": figures.orders,
@@ -681,8 +690,10 @@ pub async fn stats(engine: Arc<Engine>) -> Reply {
     let count = |state| stations.iter().filter(|station| station.state == state).count();
     let payment = &engine.payment_stats;
     let writer = engine.writer.stats();
+    let whole = caller.sees_all();
     let body = serde_json::json!({
-        "orders": projection.counts.iter().map(|(status, n)| (status.as_str(), *n)).collect::<HashMap<_, _>>(),
+        "scope": if whole { serde_json::json!("all") } else { serde_json::json!(per_store.keys().collect::<Vec<_>>()) },
+        "orders": if whole { projection.counts.iter().map(|(status, n)| (status.as_str(), *n)).collect::<HashMap<_, _>>() } else { HashMap::new() },
         "queue_depth": queue_depth,
         "stations": {
             "total": stations.len(),
@@ -700,11 +711,11 @@ pub async fn stats(engine: Arc<Engine>) -> Reply {
             "failed": payment.failed.load(Ordering::Relaxed),
             "refunded": payment.refunded.load(Ordering::Relaxed),
         },
-        "orders_per_s": projection.orders_per_s,
-        "live_actors": engine.directory.len(),
-        "revenue": projection.stores.values().map(|(figures, _, _)| figures.revenue).sum::<u64>(),
+        "orders_per_s": whole.then_some(projection.orders_per_s),
+        "live_actors": whole.then(|| engine.directory.len()),
+        "revenue": revenue,
         "currency": engine.menu.currency,
-        "lead_time_ms": lead_times(projection.stores.values().flat_map(|(figures, _, _)| figures.lead_ms.iter().copied())),
+        "lead_time_ms": lead_times(leads.iter().copied()),
         "stores": per_store,
         "store": {
             "groups": writer.groups.load(Ordering::Relaxed),
@@ -823,4 +834,110 @@ pub async fn readyz(engine: Arc<Engine>) -> Reply {
     let mut response = json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": status}));
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
     Ok(response)
+}
+
+/// What `GET /session` and `POST /session` answer: who is signed in, and the
+/// stores they cover (every store for an admin, or with access off).
+fn session_view(engine: &Engine, key: Option<&KeyConfig>) -> Response {
+    let all = || engine.stores.iter().map(|store| store.id.clone()).collect::<Vec<_>>();
+    let body = match key {
+        None => serde_json::json!({"access": "off", "name": "", "role": "admin", "stores": all()}),
+        Some(key) => serde_json::json!({
+            "access": "on",
+            "name": key.name,
+            "role": key.role.as_str(),
+            "stores": if key.role == Role::Admin { all() } else { key.stores.clone() },
+        }),
+    };
+    json(StatusCode::OK, &body)
+}
+
+/// `GET /session`: who the current request's key or session is.
+pub fn session(engine: Arc<Engine>, gatekeeper: Arc<Gatekeeper>) -> Reply {
+    if !gatekeeper.enabled() {
+        return Ok(session_view(&engine, None));
+    }
+    match crate::auth::current_caller() {
+        Caller::Key(key) => Ok(session_view(&engine, Some(&key))),
+        Caller::Open => Ok(session_view(&engine, None)),
+        Caller::Anonymous | Caller::Unknown => Err(ApiError::Unauthorized("not signed in".into())),
+    }
+}
+
+/// `POST /session` `{"key": "..."}`: a session cookie for the staff screens.
+pub fn sign_in(engine: Arc<Engine>, gatekeeper: Arc<Gatekeeper>, headers: &HeaderMap, body: Bytes) -> Reply {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SignIn {
+        key: String,
+    }
+    let request: SignIn = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::InvalidOrder(format!("sign-in body must be {{\"key\": \"...\"}}: {err}")))?;
+    if !gatekeeper.enabled() {
+        return Ok(session_view(&engine, None));
+    }
+    let Some((token, key)) = gatekeeper.sign_in(request.key.trim()) else {
+        return Err(ApiError::Unauthorized("this key is not known".into()));
+    };
+    tracing::info!(key = %key.name, role = key.role.as_str(), "signed in");
+    let mut response = session_view(&engine, Some(&key));
+    set_session_cookie(&mut response, &token, gatekeeper.session_ttl().as_secs(), headers);
+    Ok(response)
+}
+
+/// A `status` answer that sets the session cookie to `token` for `max_age_s`
+/// (an empty token and 0: removes it).
+pub fn session_cookie(status: StatusCode, token: &str, max_age_s: u64, headers: &HeaderMap) -> Response {
+    let mut response = Response::new(Vec::new().into());
+    *response.status_mut() = status;
+    set_session_cookie(&mut response, token, max_age_s, headers);
+    response
+}
+
+fn set_session_cookie(response: &mut Response, token: &str, max_age_s: u64, headers: &HeaderMap) {
+    // Behind a TLS-terminating proxy the browser talks https: then the cookie
+    // must never travel over plain http.
+    let secure = headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+    let cookie = format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age_s}{}",
+        crate::auth::SESSION_COOKIE,
+        if secure { "; Secure" } else { "" }
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// `POST /admin/backup` `{"dir": "/abs/path"}`: a RocksDB checkpoint of the
+/// data in `dir` (on the server's machine; it must not exist yet), taken while
+/// serving. 201 `{"dir", "took_ms"}`.
+pub async fn backup(engine: Arc<Engine>, body: Bytes) -> Reply {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Backup {
+        dir: String,
+    }
+    let request: Backup = serde_json::from_slice(&body)
+        .map_err(|err| ApiError::InvalidOrder(format!("backup body must be {{\"dir\": \"/absolute/path\"}}: {err}")))?;
+    let dir = std::path::PathBuf::from(&request.dir);
+    if !dir.is_absolute() {
+        return Err(ApiError::InvalidOrder("dir must be an absolute path on the server".into()));
+    }
+    if dir.exists() {
+        return Err(ApiError::Conflict(format!("{} exists already; a backup goes into a new directory", dir.display())));
+    }
+    let store = engine.store.clone();
+    let started = std::time::Instant::now();
+    let target = dir.clone();
+    tokio::task::spawn_blocking(move || store.checkpoint(&target))
+        .await
+        .map_err(|err| ApiError::Internal(err.to_string()))?
+        .map_err(|err| ApiError::Internal(format!("checkpoint into {}: {err}", dir.display())))?;
+    let took_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(dir = %dir.display(), took_ms, "backup written");
+    Ok(json(StatusCode::CREATED, &serde_json::json!({"dir": dir.display().to_string(), "took_ms": took_ms})))
 }

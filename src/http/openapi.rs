@@ -135,6 +135,60 @@ fn pickup_order() {}
     responses((status = 200, content_type = "text/event-stream", body = OrderView), (status = 404, body = Problem, content_type = "application/problem+json")))]
 fn order_events() {}
 
+/// Server-sent events of one store's orders (barista screens; as `/events`).
+#[utoipa::path(get, path = "/stores/{store}/events",
+    params(("store" = String, Path), ("Last-Event-ID" = Option<u64>, Header)),
+    responses((status = 200, content_type = "text/event-stream", body = OrderView),
+              (status = 404, body = Problem, content_type = "application/problem+json", description = "store_not_found")))]
+fn store_events() {}
+
+/// Sign in with a staff key: sets the `crema_session` cookie (HttpOnly, SameSite=Strict) for the staff screens.
+#[utoipa::path(post, path = "/session", request_body = SignIn,
+    responses((status = 200, body = SessionView, headers(("Set-Cookie" = String))),
+              (status = 400, body = Problem, content_type = "application/problem+json", description = "invalid_order: not `{\"key\": \"...\"}`"),
+              (status = 401, body = Problem, content_type = "application/problem+json", description = "unauthorized: an unknown key")))]
+fn sign_in() {}
+
+/// Who the request's key or session cookie is.
+#[utoipa::path(get, path = "/session",
+    responses((status = 200, body = SessionView), (status = 401, body = Problem, content_type = "application/problem+json", description = "unauthorized: not signed in")))]
+fn session() {}
+
+/// Sign out: ends the session and clears its cookie.
+#[utoipa::path(delete, path = "/session", responses((status = 204, description = "signed out")))]
+fn sign_out() {}
+
+/// A RocksDB checkpoint of the data into `dir` (on the server; it must not exist), taken while serving.
+#[utoipa::path(post, path = "/admin/backup", request_body = BackupRequest,
+    responses((status = 201, body = Object, description = "`{\"dir\", \"took_ms\"}`"),
+              (status = 400, body = Problem, content_type = "application/problem+json", description = "invalid_order: not an absolute path"),
+              (status = 409, body = Problem, content_type = "application/problem+json", description = "conflict: dir exists")))]
+fn backup() {}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SignIn {
+    key: String,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct BackupRequest {
+    /// An absolute path on the server's machine.
+    dir: String,
+}
+
+/// Who is signed in: `access` is `off` when checks are off (`auth.enabled = false`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct SessionView {
+    access: String,
+    name: String,
+    role: String,
+    /// The stores the key covers (every store for an admin).
+    stores: Vec<String>,
+}
+
 /// Server-sent events of every order (`id` = event-log sequence; `Last-Event-ID` replays).
 #[utoipa::path(get, path = "/events",
     params(("Last-Event-ID" = Option<u64>, Header)),
@@ -258,11 +312,63 @@ fn dashboard_page() {}
     paths(menu, place_order, list_orders, get_order, cancel_order, pickup_order, order_events, all_events,
           stations, pause_station, resume_station, next_ticket, done_ticket, queue, stores, pause_ordering,
           resume_ordering, sold_out, mark_sold_out, clear_sold_out, pickup_shelf, store_menu, store_queue,
-          store_stations, store_station_action, stats, metrics,
+          store_stations, store_station_action, stats, metrics, store_events, sign_in, session, sign_out, backup,
           healthz, readyz, openapi, customer_page, barista_page, dashboard_page),
-    components(schemas(Problem))
+    components(schemas(Problem)),
+    modifiers(&StaffAccess)
 )]
 pub struct ApiDoc;
+
+/// Who may call what (API.md "Access"): the two ways to present a staff key,
+/// and on every operation that needs one, its security and its 401 and 403.
+struct StaffAccess;
+
+/// The operations anyone may call: method and path template.
+const PUBLIC: &[(&str, &str)] = &[
+    ("get", "/menu"), ("get", "/stores"), ("get", "/stores/{store}/menu"), ("post", "/orders"),
+    ("get", "/orders/{id}"), ("get", "/orders/{id}/events"), ("post", "/orders/{id}/cancel"),
+    ("post", "/orders/{id}/pickup"), ("get", "/healthz"), ("get", "/readyz"), ("get", "/openapi.json"),
+    ("get", "/"), ("get", "/barista"), ("get", "/dashboard"), ("post", "/session"), ("get", "/session"),
+    ("delete", "/session"),
+];
+
+impl utoipa::Modify for StaffAccess {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("a staff key: `crema keys new`")).build()),
+            );
+            components.add_security_scheme(
+                "session",
+                SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(crate::auth::SESSION_COOKIE, "from POST /session (the staff screens)"))),
+            );
+        }
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content("application/problem+json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build())
+                .build()
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            for (method, operation) in [("get", &mut item.get), ("post", &mut item.post), ("put", &mut item.put), ("delete", &mut item.delete)] {
+                let Some(operation) = operation.as_mut() else { continue };
+                if PUBLIC.contains(&(method, path.as_str())) {
+                    continue;
+                }
+                operation.security = Some(vec![
+                    SecurityRequirement::new("bearer", Vec::<String>::new()),
+                    SecurityRequirement::new("session", Vec::<String>::new()),
+                ]);
+                let responses = &mut operation.responses.responses;
+                responses.insert("401".into(), problem("unauthorized: no key, or an unknown one (`WWW-Authenticate: Bearer`)").into());
+                responses.insert("403".into(), problem("forbidden: the key's role or stores do not cover this request").into());
+            }
+        }
+    }
+}
 
 /// The document as JSON, built once.
 pub fn document() -> &'static str {

@@ -20,6 +20,18 @@ use super::idempotency::InFlightKeys;
 use super::server::Gate;
 use super::{pages, sse};
 use crate::actors::engine::Engine;
+use crate::auth::{self, Caller, Gatekeeper, RouteClass};
+
+/// The current caller, if it may call a route of `class` about `store`; a
+/// 401 or 403 problem otherwise.
+fn allow(class: RouteClass, store: Option<&str>) -> Result<Caller, ApiError> {
+    auth::authorize(class, store).map_err(ApiError::from)
+}
+
+/// `allow` for a route of the default store (the v1 staff routes).
+fn allow_default(engine: &Engine, class: RouteClass) -> Result<Caller, ApiError> {
+    allow(class, Some(engine.stores.default_store().id.as_str()))
+}
 
 fn render(result: Reply) -> Response {
     result.unwrap_or_else(ApiError::into_response)
@@ -82,7 +94,7 @@ where
 }
 
 /// The whole API.
-pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
+pub fn routes(engine: Arc<Engine>, gatekeeper: Arc<Gatekeeper>) -> BoxedFilter<(Response,)> {
     let keys = Arc::new(InFlightKeys::default());
     let body_limit = engine.settings.server.body_limit_bytes;
     let with_engine = {
@@ -121,7 +133,10 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with_engine.clone())
         .and(warp::query::<HashMap<String, String>>())
-        .then(handlers::list_orders);
+        .then(|engine, query| async move {
+            let caller = allow(RouteClass::Manager, None)?;
+            handlers::list_orders(engine, query, caller).await
+        });
     let get = warp::path!("orders" / String).and(warp::get()).and(with_engine.clone()).then(
         |id, engine| handlers::get_order(engine, id),
     );
@@ -134,8 +149,10 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .and(with_engine.clone())
         .then(|id, engine| handlers::command(engine, id, Command::Pickup));
 
-    let stations =
-        warp::path!("stations").and(warp::get()).and(with_engine.clone()).then(|engine| handlers::stations(engine, None));
+    let stations = warp::path!("stations").and(warp::get()).and(with_engine.clone()).then(|engine: Arc<Engine>| async move {
+        allow_default(&engine, RouteClass::Barista)?;
+        handlers::stations(engine, None).await
+    });
     let station_action = |action: &'static str, kind: StationAction| {
         warp::path!("stations" / String / String)
             .and(warp::post())
@@ -147,9 +164,15 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
                 }
             })
             .and(with_engine.clone())
-            .then(move |id, engine| handlers::station_action(engine, None, id, kind))
+            .then(move |id, engine: Arc<Engine>| async move {
+                allow_default(&engine, RouteClass::Barista)?;
+                handlers::station_action(engine, None, id, kind).await
+            })
     };
-    let queue = warp::path!("queue").and(warp::get()).and(with_engine.clone()).then(|engine| handlers::queue(engine, None));
+    let queue = warp::path!("queue").and(warp::get()).and(with_engine.clone()).then(|engine: Arc<Engine>| async move {
+        allow_default(&engine, RouteClass::Barista)?;
+        handlers::queue(engine, None).await
+    });
     let stores = warp::path!("stores").and(warp::get()).and(with_engine.clone()).then(handlers::stores);
     // The store-scoped routes (API.md contract v2); the unscoped ones above are the default store's.
     let scoped_menu = warp::path!("stores" / String / "menu")
@@ -159,11 +182,17 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
     let scoped_queue = warp::path!("stores" / String / "queue")
         .and(warp::get())
         .and(with_engine.clone())
-        .then(|store, engine| handlers::queue(engine, Some(store)));
+        .then(|store: String, engine| async move {
+            allow(RouteClass::Barista, Some(&store))?;
+            handlers::queue(engine, Some(store)).await
+        });
     let scoped_stations = warp::path!("stores" / String / "stations")
         .and(warp::get())
         .and(with_engine.clone())
-        .then(|store, engine| handlers::stations(engine, Some(store)));
+        .then(|store: String, engine| async move {
+            allow(RouteClass::Barista, Some(&store))?;
+            handlers::stations(engine, Some(store)).await
+        });
     let scoped_station_action = warp::path!("stores" / String / "stations" / String / String)
         .and(warp::post())
         .and_then(|store: String, id: String, verb: String| async move {
@@ -178,19 +207,31 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         })
         .untuple_one()
         .and(with_engine.clone())
-        .then(|store, id, action, engine| handlers::station_action(engine, Some(store), id, action));
+        .then(|store: String, id, action, engine| async move {
+            allow(RouteClass::Barista, Some(&store))?;
+            handlers::station_action(engine, Some(store), id, action).await
+        });
     let shelf = warp::path!("stores" / String / "ready")
         .and(warp::get())
         .and(with_engine.clone())
-        .then(|store, engine| handlers::shelf(engine, store));
+        .then(|store: String, engine| async move {
+            allow(RouteClass::Barista, Some(&store))?;
+            handlers::shelf(engine, store).await
+        });
     let sold_out_list = warp::path!("stores" / String / "sold-out")
         .and(warp::get())
         .and(with_engine.clone())
-        .then(|store, engine| handlers::sold_out(engine, store, None));
+        .then(|store: String, engine| async move {
+            allow(RouteClass::Barista, Some(&store))?;
+            handlers::sold_out(engine, store, None).await
+        });
     let sold_out_change = warp::path!("stores" / String / "sold-out" / String)
         .and(warp::put().map(|| true).or(warp::delete().map(|| false)).unify())
         .and(with_engine.clone())
-        .then(|store, item, sold_out, engine| handlers::sold_out(engine, store, Some((item, sold_out))));
+        .then(|store: String, item, sold_out, engine| async move {
+            allow(RouteClass::Barista, Some(&store))?;
+            handlers::sold_out(engine, store, Some((item, sold_out))).await
+        });
     let ordering = warp::path!("stores" / String / "ordering" / String)
         .and(warp::post())
         .and_then(|store: String, verb: String| async move {
@@ -202,9 +243,19 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         })
         .untuple_one()
         .and(with_engine.clone())
-        .then(|store, pause, engine| handlers::ordering(engine, store, pause));
-    let stats = warp::path!("stats").and(warp::get()).and(with_engine.clone()).then(handlers::stats);
-    let metrics = warp::path!("metrics").and(warp::get()).and(with_engine.clone()).then(handlers::metrics);
+        .then(|store: String, pause, engine| async move {
+            allow(RouteClass::Manager, Some(&store))?;
+            handlers::ordering(engine, store, pause).await
+        });
+    let stats = warp::path!("stats").and(warp::get()).and(with_engine.clone()).then(|engine| async move {
+        let caller = allow(RouteClass::Manager, None)?;
+        handlers::stats(engine, caller).await
+    });
+    let metrics_class = if gatekeeper.public_metrics { RouteClass::Public } else { RouteClass::Admin };
+    let metrics = warp::path!("metrics").and(warp::get()).and(with_engine.clone()).then(move |engine| async move {
+        allow(metrics_class, None)?;
+        handlers::metrics(engine).await
+    });
     let openapi = warp::path!("openapi.json").and(warp::get()).map(|| {
         let mut response = Response::new(super::openapi::document().into());
         response
@@ -220,7 +271,31 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .and(warp::get())
         .and(with_engine.clone())
         .and(warp::header::optional::<u64>("last-event-id"))
-        .then(sse::all_events);
+        .then(|engine, last_event_id| async move {
+            let caller = allow(RouteClass::Manager, None)?;
+            sse::all_events(engine, last_event_id, move |store| caller.sees(store)).await
+        });
+    let store_events = warp::path!("stores" / String / "events")
+        .and(warp::get())
+        .and(with_engine.clone())
+        .and(warp::header::optional::<u64>("last-event-id"))
+        .then(|store: String, engine: Arc<Engine>, last_event_id| async move {
+            allow(RouteClass::Barista, Some(&store))?;
+            if engine.stores.get(&store).is_none() {
+                return Err(ApiError::StoreNotFound);
+            }
+            sse::all_events(engine, last_event_id, move |of| of == store).await
+        });
+    let session = session_routes(engine.clone(), gatekeeper.clone());
+    let backup = warp::path!("admin" / "backup")
+        .and(warp::post())
+        .and(with_engine.clone())
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .then(|engine, length, body| async move {
+            allow(RouteClass::Admin, None)?;
+            handlers::backup(engine, read_limited(body, length, SMALL_BODY).await?).await
+        });
     let healthz = warp::path!("healthz").and(warp::get()).then(handlers::healthz);
     let readyz = warp::path!("readyz").and(warp::get()).and(with_engine.clone()).then(handlers::readyz);
 
@@ -277,6 +352,12 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .map(render)
         .or(all_events.map(render))
         .unify()
+        .or(store_events.map(render))
+        .unify()
+        .or(session)
+        .unify()
+        .or(backup.map(render))
+        .unify()
         .or(stats.map(render))
         .unify()
         .or(metrics.map(render))
@@ -298,6 +379,44 @@ pub fn routes(engine: Arc<Engine>) -> BoxedFilter<(Response,)> {
         .recover(recover)
         .unify()
         .boxed()
+}
+
+/// Most bytes of a sign-in or backup request's body.
+const SMALL_BODY: usize = 4096;
+
+/// `POST /session` (sign in with a key: a session cookie), `GET /session`
+/// (who is signed in), `DELETE /session` (sign out), for the staff screens:
+/// an `EventSource` cannot send an `Authorization` header, and a key kept in
+/// the page's storage could be read by any script that ever runs on it. The
+/// cookie is `HttpOnly` (no script reads it) and `SameSite=Strict` (no other
+/// site's page can make the browser send it, so no cross-site request acts
+/// with it); it holds a random session token, never the key, and the server
+/// keeps only the token's hash.
+fn session_routes(engine: Arc<Engine>, gatekeeper: Arc<Gatekeeper>) -> BoxedFilter<(Response,)> {
+    let with = warp::any().map(move || (engine.clone(), gatekeeper.clone())).untuple_one();
+    let sign_in = warp::path!("session")
+        .and(warp::post())
+        .and(with.clone())
+        .and(warp::header::headers_cloned())
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
+        .then(|engine, gatekeeper, headers, length, body| async move {
+            let body = read_limited(body, length, SMALL_BODY).await?;
+            handlers::sign_in(engine, gatekeeper, &headers, body)
+        });
+    let whoami = warp::path!("session")
+        .and(warp::get())
+        .and(with.clone())
+        .then(|engine, gatekeeper| async move { handlers::session(engine, gatekeeper) });
+    let sign_out = warp::path!("session")
+        .and(warp::delete())
+        .and(with)
+        .and(warp::header::headers_cloned())
+        .then(|_engine, gatekeeper: Arc<Gatekeeper>, headers: HeaderMap| async move {
+            gatekeeper.sign_out(&headers);
+            Ok(handlers::session_cookie(warp::http::StatusCode::NO_CONTENT, "", 0, &headers))
+        });
+    sign_in.map(render).or(whoami.map(render)).unify().or(sign_out.map(render)).unify().boxed()
 }
 
 /// The server's [`Gate`] for crema: while `orders.max_placing` orders are
@@ -340,6 +459,9 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         ["menu" | "stations" | "queue" | "stats" | "metrics" | "events" | "healthz" | "readyz" | "openapi.json"] => {
             Some(READ)
         }
+        ["stores", _, "events"] => Some(READ),
+        ["session"] => Some("GET, HEAD, POST, DELETE"),
+        ["admin", "backup"] => Some("POST"),
         [""] | ["barista"] | ["dashboard"] | ["static", ..] => Some(READ),
         _ => None,
     }

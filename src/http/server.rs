@@ -56,6 +56,9 @@ pub struct ServerLimits {
     /// Where accepted connections are served, if not on the accepting runtime
     /// (see [`Spawner`]).
     pub spawner: Option<Spawner>,
+    /// Who each request's caller is (from its key or session cookie), kept
+    /// for the routes to check; without it every caller is anonymous.
+    pub authenticate: Option<Arc<crate::auth::Gatekeeper>>,
 }
 
 /// Runs a connection's future somewhere else than the accepting runtime: crema
@@ -96,6 +99,7 @@ impl From<&ServerSettings> for ServerLimits {
             metrics: None,
             gate: None,
             spawner: None,
+            authenticate: None,
         }
     }
 }
@@ -179,6 +183,7 @@ pub async fn serve(
         let gate = limits.gate.clone();
         let self_timed = limits.self_timed.clone();
         let allow = limits.allow;
+        let gatekeeper = limits.authenticate.clone();
         let handler = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             let mut service = service.clone();
             let metrics = metrics.clone();
@@ -196,7 +201,9 @@ pub async fn serve(
             let timed = !self_timed.contains(&route);
             let started = Instant::now();
             let gate = gate.clone();
-            REQUEST_ID.scope(request_id.clone(), async move {
+            let caller = gatekeeper.as_ref().map_or(crate::auth::Caller::Anonymous, |gatekeeper| gatekeeper.caller(request.headers()));
+            let key_name = access.is_some().then(|| caller.name().to_owned());
+            let answer = REQUEST_ID.scope(request_id.clone(), async move {
                 let admitted = gate.as_ref().map_or(Ok(()), |gate| (gate.0)(route));
                 let mut response = match admitted {
                     Err(refused) => refused,
@@ -236,11 +243,13 @@ pub async fn serve(
                         latency_ms = took.as_secs_f64() * 1e3,
                         request_id = %request_id,
                         order = order.as_deref().unwrap_or(""),
+                        key = key_name.as_deref().unwrap_or(""),
                         "request"
                     );
                 }
                 Ok::<Response, Infallible>(response)
-            })
+            });
+            crate::auth::as_caller(caller, answer)
         });
         let (write_timeout, idle_timeout) = (limits.write_timeout, limits.idle_timeout);
         let header_read_timeout = limits.header_read_timeout;

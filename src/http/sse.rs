@@ -129,21 +129,33 @@ pub async fn order_events(engine: Arc<Engine>, id: String) -> Reply {
 
 /// `GET /events`: every order's changes, with the event-log sequence as the
 /// SSE id. `Last-Event-ID: N` replays the retained events after N first.
-pub async fn all_events(engine: Arc<Engine>, last_event_id: Option<u64>) -> Reply {
+/// `GET /events` and `GET /stores/{store}/events`: the changes of the orders
+/// whose store `shows` accepts (a manager's stores, or the one store).
+pub async fn all_events(
+    engine: Arc<Engine>,
+    last_event_id: Option<u64>,
+    shows: impl Fn(&str) -> bool + Send + Sync + 'static,
+) -> Reply {
     let (replay, receiver) = engine.events.subscribe_after(last_event_id.unwrap_or(u64::MAX));
     let last_replayed = replay.last().map(|change| change.seq).or(last_event_id).unwrap_or(0);
-    let replayed = stream::iter(replay.into_iter().map(|change| status_event(&change.order, change.seq)));
-    let live = stream::unfold((receiver, last_replayed, false), |(mut receiver, last, done)| async move {
+    let replayed = stream::iter(
+        replay
+            .into_iter()
+            .filter(|change| shows(&change.order.store))
+            .map(|change| status_event(&change.order, change.seq))
+            .collect::<Vec<_>>(),
+    );
+    let live = stream::unfold((receiver, last_replayed, false, shows), |(mut receiver, last, done, shows)| async move {
         if done {
             return None;
         }
         loop {
             match receiver.recv().await {
-                Ok(change) if change.seq > last => {
-                    return Some((status_event(&change.order, change.seq), (receiver, change.seq, false)))
+                Ok(change) if change.seq > last && shows(&change.order.store) => {
+                    return Some((status_event(&change.order, change.seq), (receiver, change.seq, false, shows)))
                 }
                 Ok(_) => continue,
-                Err(RecvError::Lagged(_)) => return Some((lagged_event(), (receiver, last, true))),
+                Err(RecvError::Lagged(_)) => return Some((lagged_event(), (receiver, last, true, shows))),
                 Err(RecvError::Closed) => return None,
             }
         }

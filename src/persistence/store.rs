@@ -366,6 +366,21 @@ impl Store {
         Ok(refs)
     }
 
+    /// The SHA-256 (hex) of the admin key the first start made, if it made one.
+    pub fn first_admin_key(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.db.get_cf(self.cf(Cf::Meta), FIRST_ADMIN_KEY)?.map(|bytes| String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    /// Keeps the first start's admin key hash, durably, before the key is shown.
+    pub fn put_first_admin_key(&self, sha256: &str) -> Result<(), StoreError> {
+        let mut options = rocksdb::WriteOptions::default();
+        options.set_sync(true);
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(self.cf(Cf::Meta), FIRST_ADMIN_KEY, sha256.as_bytes());
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
     /// Whether `store`'s ordering was paused when last written.
     pub fn ordering_paused(&self, store: &str) -> Result<bool, StoreError> {
         Ok(self.db.get_cf(self.cf(Cf::Meta), [ORDERING_PAUSED, store.as_bytes()].concat())?.is_some())
@@ -437,6 +452,19 @@ impl Store {
         Ok(expired)
     }
 }
+
+impl Store {
+    /// A consistent copy of the database in `dir` (which must not exist yet),
+    /// taken while it serves: RocksDB's checkpoint hard-links the SST files
+    /// when `dir` is on the same file system and copies them otherwise.
+    /// Starting crema on `dir` is the restore.
+    pub fn checkpoint(&self, dir: &Path) -> Result<(), StoreError> {
+        rocksdb::checkpoint::Checkpoint::new(&self.db)?.create_checkpoint(dir)?;
+        Ok(())
+    }
+}
+
+const FIRST_ADMIN_KEY: &[u8] = b"first-admin-key-sha256";
 
 fn corrupt(cf: Cf, key: &[u8], source: CodecError) -> StoreError {
     StoreError::Corrupt { cf: cf.name(), key: String::from_utf8_lossy(key).into_owned(), source }

@@ -16,6 +16,8 @@ use tokio::net::TcpStream;
 pub struct Target {
     pub addr: SocketAddr,
     pub authority: String,
+    /// `Authorization: Bearer <key>` sent with every request (`crema rush --key`).
+    pub authorization: Option<http::HeaderValue>,
 }
 
 impl Target {
@@ -35,7 +37,7 @@ impl Target {
             .map_err(|err| format!("target {url:?}: {err}"))?
             .next()
             .ok_or_else(|| format!("target {url:?}: no address"))?;
-        Ok(Target { addr, authority })
+        Ok(Target { addr, authority, authorization: None })
     }
 }
 
@@ -123,6 +125,9 @@ impl Connection {
         }
         if let Some(key) = idempotency_key {
             request = request.header("idempotency-key", key);
+        }
+        if let Some(authorization) = &self.target.authorization {
+            request = request.header(header::AUTHORIZATION, authorization.clone());
         }
         let request = request.body(Full::new(body.unwrap_or_default())).map_err(|err| CallError::Io(err.to_string()))?;
         let response = sender.send_request(request).await.map_err(|err| CallError::Io(err.to_string()))?;

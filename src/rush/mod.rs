@@ -87,6 +87,8 @@ pub struct RushOptions {
     /// (1 s if none), with the same `Idempotency-Key`. 0: nobody retries.
     pub retries: u32,
     pub progress: bool,
+    /// A staff key sent as `Authorization: Bearer` with every request.
+    pub key: Option<String>,
 }
 
 /// A poll gives up on an order after this many tries.
@@ -212,7 +214,13 @@ pub async fn run(mut options: RushOptions) -> Result<Report, RushError> {
 }
 
 async fn drive(url: &str, embedded: bool, options: &RushOptions) -> Result<Report, RushError> {
-    let target = Target::resolve(url).await.map_err(RushError::Target)?;
+    let mut target = Target::resolve(url).await.map_err(RushError::Target)?;
+    if let Some(key) = &options.key {
+        let mut value = http::HeaderValue::from_str(&format!("Bearer {key}"))
+            .map_err(|_| RushError::Invalid("--key: not a valid header value".into()))?;
+        value.set_sensitive(true);
+        target.authorization = Some(value);
+    }
     let (items, stores) = menu_and_stores(&target, options.timeout).await?;
     let mix = Mix::new(items, stores, None, options.customers).map_err(RushError::Target)?;
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::helpers::{manual_stations, spawn_app_with, TestApp};
 
 /// Reads server-sent events from `response` until `count` have arrived (or the stream ends).
-async fn read_events(response: &mut Option<reqwest::Response>, count: usize) -> Vec<(String, String, Value)> {
+pub async fn read_events(response: &mut Option<reqwest::Response>, count: usize) -> Vec<(String, String, Value)> {
     let response = response.take().unwrap();
     let mut stream = response.bytes_stream();
     let mut buffer = String::new();
@@ -185,6 +185,10 @@ async fn the_openapi_document_covers_every_route() {
         ("get", "/", "/".to_owned()),
         ("get", "/barista", "/barista".to_owned()),
         ("get", "/dashboard", "/dashboard".to_owned()),
+        ("get", "/session", "/session".to_owned()),
+        ("delete", "/session", "/session".to_owned()),
+        ("post", "/session", "/session".to_owned()),
+        ("post", "/admin/backup", "/admin/backup".to_owned()),
     ];
     for (method, template, concrete) in &routes {
         assert!(doc["paths"][template][method].is_object(), "{method} {template} is not documented");
@@ -200,11 +204,11 @@ async fn the_openapi_document_covers_every_route() {
         assert!(!body.contains("\"code\":\"not_found\""), "{method} {concrete} is documented but not routed");
         assert_ne!(status, 405, "{method} {concrete} is documented but answers 405");
     }
-    for template in ["/orders/{id}/events", "/events"] {
+    for template in ["/orders/{id}/events", "/events", "/stores/{store}/events"] {
         assert!(doc["paths"][template]["get"].is_object(), "{template} is not documented");
     }
     let documented: usize = doc["paths"].as_object().unwrap().values().map(|item| item.as_object().unwrap().len()).sum();
-    assert_eq!(documented, routes.len() + 2, "a documented operation has no route in this test");
+    assert_eq!(documented, routes.len() + 3, "a documented operation has no route in this test");
     // The request schema carries the contract's bounds.
     let schemas = &doc["components"]["schemas"];
     let line = &schemas["LineRequest"]["properties"]["qty"];
@@ -212,6 +216,13 @@ async fn the_openapi_document_covers_every_route() {
     let request = &schemas["OrderRequest"]["properties"];
     assert_eq!((request["items"]["minItems"].as_u64(), request["items"]["maxItems"].as_u64()), (Some(1), Some(20)));
     assert_eq!(request["customer"]["maxLength"].as_u64(), Some(64), "{request}");
+    // Staff routes say how to present a key, and that they answer 401 and 403.
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+    for (path, method) in [("/stats", "get"), ("/stores/{store}/ordering/pause", "post"), ("/metrics", "get")] {
+        let operation = &doc["paths"][path][method];
+        assert!(operation["security"].is_array() && operation["responses"]["403"].is_object(), "{method} {path}: {operation}");
+    }
+    assert!(doc["paths"]["/orders/{id}"]["get"]["security"].is_null(), "a customer's order needs no key");
     // Errors are documented as they are served.
     for (path, method, status) in [("/orders", "post", "400"), ("/orders", "post", "429"), ("/orders/{id}", "get", "404")] {
         let content = &doc["paths"][path][method]["responses"][status]["content"];

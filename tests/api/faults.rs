@@ -96,7 +96,7 @@ async fn a_charge_whose_order_cannot_be_stored_is_refunded_at_once_and_reported_
         let base = app.base.clone();
         tokio::spawn(async move {
             let body = order_body(&[("latte", 1)]).to_string();
-            let response = reqwest::Client::new()
+            let response = crate::helpers::admin_client(30)
                 .post(format!("{base}/orders"))
                 .header("content-type", "application/json")
                 .body(body)

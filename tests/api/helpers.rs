@@ -6,6 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crema::app::App;
+use crema::auth::{KeyConfig, Role};
 use crema::config::Settings;
 use serde_json::{json, Value};
 
@@ -16,9 +17,41 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
 }
 
-/// Settings for tests: port 0, a fresh data dir, fast simulated baristas.
+/// The admin key every test app is configured with; [`TestApp::client`] and
+/// [`admin_client`] send it.
+pub const ADMIN_KEY: &str = "crema_test-admin-key-not-secret";
+
+/// A `[[auth.keys]]` entry for `key`.
+pub fn key_config(name: &str, role: Role, stores: &[&str], key: &str) -> KeyConfig {
+    KeyConfig {
+        name: name.into(),
+        role,
+        stores: stores.iter().map(|store| (*store).to_owned()).collect(),
+        sha256: crema::auth::sha256_hex(key),
+    }
+}
+
+/// [`ADMIN_KEY`] as configuration lines, for tests that write a config file.
+pub fn admin_toml() -> String {
+    format!("\n[[auth.keys]]\nname = \"test-admin\"\nrole = \"admin\"\nsha256 = \"{}\"\n", crema::auth::sha256_hex(ADMIN_KEY))
+}
+
+/// A client that presents `key` on every request.
+pub fn client_with_key(key: &str, timeout_s: u64) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {key}").parse().unwrap());
+    reqwest::Client::builder().timeout(Duration::from_secs(timeout_s)).default_headers(headers).build().unwrap()
+}
+
+/// A client that presents [`ADMIN_KEY`] on every request.
+pub fn admin_client(timeout_s: u64) -> reqwest::Client {
+    client_with_key(ADMIN_KEY, timeout_s)
+}
+
+/// Settings for tests: port 0, a fresh data dir, fast simulated baristas, [`ADMIN_KEY`].
 pub fn test_settings(dir: &std::path::Path) -> Settings {
     let mut settings = Settings::default();
+    settings.auth.keys = vec![key_config("test-admin", Role::Admin, &[], ADMIN_KEY)];
     settings.server.bind = "127.0.0.1:0".parse().unwrap();
     settings.store.data_dir = dir.join("data");
     settings.barista.brew_scale = 0.01;
@@ -48,7 +81,7 @@ async fn spawn_app_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Settin
     let app = App::start(settings).await.expect("the app starts");
     TestApp {
         base: format!("http://{}", app.local_addr()),
-        client: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
+        client: admin_client(20),
         app: Some(app),
         dir,
     }
@@ -186,6 +219,16 @@ impl TestApp {
 
     /// Shuts down cleanly and starts again on the same data, configured by
     /// `configure` (on top of the test settings).
+    /// The admin key this app's first start made, if it made one.
+    pub fn first_admin_key(&self) -> Option<String> {
+        self.app.as_ref().and_then(|app| app.first_admin_key.clone())
+    }
+
+    /// An app over the data `dir` of an app before.
+    pub async fn restart_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut Settings)) -> TestApp {
+        spawn_app_in(dir, configure).await
+    }
+
     pub async fn restart_with(self, configure: impl FnOnce(&mut Settings)) -> TestApp {
         spawn_app_in(self.shutdown().await, configure).await
     }
@@ -254,11 +297,17 @@ impl Process {
         Process { child, base }
     }
 
-    /// `crema serve` on port 0 over `data`, with fast baristas and `envs` on top.
+    /// `crema serve` on port 0 over `data`, with fast baristas, [`ADMIN_KEY`]
+    /// (in a config file beside `data`) and `envs` on top.
     pub fn crema(data: &Path, envs: &[(&str, &str)]) -> Process {
         let mut all = vec![("CREMA_BARISTA__BREW_SCALE", "0.05"), ("CREMA_BARISTA__STATIONS", "2")];
         all.extend_from_slice(envs);
-        Process::start(&["serve", "--bind", "127.0.0.1:0", "--data", data.to_str().unwrap()], &all)
+        let config = data.with_extension("keys.toml");
+        std::fs::write(&config, admin_toml()).unwrap();
+        Process::start(
+            &["serve", "--bind", "127.0.0.1:0", "--data", data.to_str().unwrap(), "--config", config.to_str().unwrap()],
+            &all,
+        )
     }
 
     /// `crema payment-sim` on `port` over `data`, with extra flags.
@@ -300,7 +349,7 @@ pub async fn orders_until_killed(server: Process, workers: usize, count: usize) 
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
 
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = crate::helpers::admin_client(10);
     let acknowledged: Arc<Mutex<Vec<Value>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let menu = ["americano", "latte", "espresso", "cold_brew"];

@@ -3,7 +3,6 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -54,9 +53,10 @@ async fn serve_and_log(envs: &[(&str, &str)]) -> String {
         .stderr(Stdio::piped());
     let mut child = command.spawn().unwrap();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut first).unwrap();
     let base = first.trim().rsplit(' ').next().unwrap().to_owned();
-    let client = reqwest::Client::new();
+    let client = crate::helpers::admin_client(30);
     wait_ready(&client, &base).await;
     let placed = client
         .post(format!("{base}/orders"))
@@ -74,7 +74,13 @@ async fn serve_and_log(envs: &[(&str, &str)]) -> String {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let mut log = String::new();
     child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    let mut said = String::new();
+    stdout.read_to_string(&mut said).unwrap();
     child.wait().unwrap();
+    // No key is configured: the first start showed its admin key on stdout, once, and never in the log.
+    let key = said.split_whitespace().find(|word| word.starts_with("crema_")).unwrap_or_else(|| panic!("no first-start key: {said}"));
+    assert!(said.contains(&format!("/barista#key={key}")), "a sign-in link: {said}");
+    assert!(!log.contains(key), "the admin key is not logged");
     log.replace("{id}", &id)
 }
 

@@ -1,6 +1,7 @@
 //! crema's integration tests: one binary, each test driving the real server
 //! (on port 0, with a temporary data directory) over HTTP.
 
+mod access;
 mod disk;
 mod events;
 mod faults;

@@ -154,7 +154,7 @@ async fn kill_9_with_charges_in_flight_leaves_no_orphan_charge() {
     ];
     let crema = Process::crema(&data, &envs);
     let acknowledged = orders_until_killed(crema, 16, 100).await;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = crate::helpers::admin_client(10);
 
     let crema = Process::crema(&data, &envs);
     let base = crema.base.clone();

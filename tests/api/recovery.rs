@@ -14,7 +14,7 @@ async fn every_acknowledged_order_survives_kill_9_and_is_made_after_restart() {
     let data = dir.path().join("data");
     let server = Process::crema(&data, &[]);
     let acknowledged = orders_until_killed(server, 8, 150).await;
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = crate::helpers::admin_client(10);
 
     let server = Process::crema(&data, &[]);
     let base = server.base.clone();
@@ -141,7 +141,7 @@ use crate::helpers::spawn_app;
 async fn a_paused_station_stays_paused_after_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::admin_client(30);
     let server = Process::crema(&data, &[]);
     let base = server.base.clone();
     for station in ["bar-1", "bar-2"] {
@@ -192,11 +192,13 @@ async fn a_half_made_two_ticket_order_at_one_of_two_stores_survives_kill_9() {
         "[barista]\nmode = \"manual\"\n\
          [[stores]]\nid = \"gangnam\"\nname = \"Gangnam\"\n\
          [[stores.stations]]\nid = \"bar-1\"\nserves = [\"bar\"]\n[[stores.stations]]\nid = \"oven\"\nserves = [\"kitchen\"]\n\
-         [[stores]]\nid = \"hongdae\"\nname = \"Hongdae\"\n[[stores.stations]]\nid = \"bar-1\"\n",
+         [[stores]]\nid = \"hongdae\"\nname = \"Hongdae\"\n[[stores.stations]]\nid = \"bar-1\"\n"
+            .to_owned()
+            + &crate::helpers::admin_toml(),
     )
     .unwrap();
     let start = || Process::start(&["serve", "--bind", "127.0.0.1:0", "--data", data.to_str().unwrap(), "--config", config.to_str().unwrap()], &[]);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::admin_client(30);
     let server = start();
     let base = server.base.clone();
     let post = |path: String, body: Option<&'static str>| {

@@ -68,7 +68,7 @@ struct Cluster {
 
 impl Cluster {
     fn start(dir: &Path) -> Cluster {
-        std::fs::write(dir.join("crema.toml"), STORES).unwrap();
+        std::fs::write(dir.join("crema.toml"), format!("{STORES}{}", crate::helpers::admin_toml())).unwrap();
         let mut cluster = Cluster { dir: dir.to_owned(), crema_port: free_port(), sim_port: free_port(), crema: None, sim: None };
         cluster.start_sim();
         cluster.start_crema();
@@ -150,7 +150,7 @@ fn order_body(worker: usize, n: usize, key: &str) -> Value {
 /// One customer after another: order with a key until a final answer, then
 /// maybe cancel, maybe follow it to ready and pick it up.
 async fn customer(worker: usize, base: String, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let client = crate::helpers::admin_client(5);
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
         n += 1;
@@ -307,7 +307,7 @@ pub async fn soak(cycles: usize) {
     assert!(cluster.crema.take().unwrap().terminate().success());
     cluster.start_crema();
 
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let client = crate::helpers::admin_client(10);
     let base = cluster.base();
     let ledger = Arc::try_unwrap(ledger).ok().unwrap().into_inner().unwrap();
     let placed: HashMap<&str, &str> = ledger

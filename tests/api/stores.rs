@@ -33,13 +33,13 @@ pub fn two_stores(settings: &mut Settings) {
     ];
 }
 
-fn at(store: &str, items: &[(&str, u32)]) -> Value {
+pub fn at(store: &str, items: &[(&str, u32)]) -> Value {
     let mut body = order_body(items);
     body["store"] = json!(store);
     body
 }
 
-async fn place_at(app: &TestApp, store: &str, items: &[(&str, u32)]) -> Value {
+pub async fn place_at(app: &TestApp, store: &str, items: &[(&str, u32)]) -> Value {
     let response = app.post_json("/orders", &at(store, items)).await;
     assert_eq!(response.status(), 201, "{store}");
     response.json().await.unwrap()

@@ -4,6 +4,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { createServer } from "node:net";
@@ -26,7 +27,10 @@ function freePort() {
 
 /**
  * Starts `crema serve` with `env` (on `port`, default 0, over `data`, default
- * a new temporary dir); resolves to { base, data, stop, kill }.
+ * a new temporary dir); resolves to { base, data, key, signIn, stop, kill }:
+ * `key` is the admin key a first start prints (null on a restart, or when
+ * the config names keys), `signIn(path)` the address of a staff screen that
+ * signs in with it.
  */
 function startCrema(env, { port = 0, data = mkdtempSync(join(tmpdir(), "crema-browser-")), config = null } = {}) {
   const args = ["serve", "--bind", `127.0.0.1:${port}`, "--data", data];
@@ -42,13 +46,21 @@ function startCrema(env, { port = 0, data = mkdtempSync(join(tmpdir(), "crema-br
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("crema did not start in 60 s")), 60_000);
     child.on("exit", (code) => reject(new Error(`crema exited with ${code}`)));
-    child.stdout.on("data", (chunk) => {
-      const match = /listening on (http:\/\/\S+)/.exec(chunk.toString());
-      if (match) {
+    let said = "", started = false;
+    child.stdout.on("data", async (chunk) => {
+      said += chunk.toString();
+      const match = /listening on (http:\/\/\S+)/.exec(said);
+      if (match && !started) {
+        started = true;
         clearTimeout(timer);
+        // The first start's key follows the address (on the same or the next write).
+        for (let i = 0; i < 20 && !/crema_[0-9a-f]{64}/.test(said); i++) await new Promise((r) => setTimeout(r, 25));
+        const key = (/crema_[0-9a-f]{64}/.exec(said) || [null])[0];
         resolve({
           base: match[1],
           data,
+          key,
+          signIn: (path) => `${match[1]}${path}#key=${key}`,
           // Waits for crema to exit before removing its data: it writes there while it shuts down.
           stop: () => new Promise((done) => {
             const remove = () => { rmSync(data, { recursive: true, force: true, maxRetries: 5 }); done(); };
@@ -89,7 +101,7 @@ test("an order placed on the customer page is made at a manual station and turns
     assert.equal(await phone.getByTestId("number").textContent(), "1", "the pickup number, large");
 
     const barista = await browser.newPage({ viewport: { width: 1200, height: 800 } });
-    await barista.goto(crema.base + "/barista");
+    await barista.goto(crema.signIn("/barista"));
     await barista.locator(`[data-testid=ticket][data-order="${orderId}"]`).waitFor();
     assert.equal(await barista.locator(`[data-testid=ticket][data-order="${orderId}"] [data-testid=ticket-number]`).textContent(), "1",
       "the ticket shows the number the barista calls");
@@ -104,7 +116,7 @@ test("an order placed on the customer page is made at a manual station and turns
     await phone.screenshot({ path: join(shots, "customer.png"), fullPage: true });
 
     const dashboard = await browser.newPage({ viewport: { width: 1200, height: 800 } });
-    await dashboard.goto(crema.base + "/dashboard");
+    await dashboard.goto(crema.signIn("/dashboard"));
     await dashboard.getByTestId("counts").filter({ hasText: "ready" }).waitFor();
     await dashboard.getByTestId("breaker").filter({ hasText: "closed" }).waitFor();
     await dashboard.waitForTimeout(1500);
@@ -146,7 +158,7 @@ test("the customer page says when crema is unreachable and carries on without a 
   const port = await freePort();
   const env = { CREMA_BARISTA__MODE: "manual" };
   let crema = await startCrema(env, { port });
-  const data = crema.data;
+  const { data, key } = crema;
   try {
     const page = await browser.newPage({ viewport: { width: 390, height: 844 } });
     await page.goto(crema.base + "/");
@@ -172,7 +184,7 @@ test("the customer page says when crema is unreachable and carries on without a 
     await page.getByTestId("status").filter({ hasText: "queued" }).waitFor({ timeout: 15_000 });
     const lines = await page.locator("#order-lines").textContent();
     assert.match(lines, /Americano/);
-    const orders = await (await fetch(crema.base + "/orders")).json();
+    const orders = await (await fetch(crema.base + "/orders", { headers: { authorization: `Bearer ${key}` } })).json();
     assert.equal(orders.orders.length, 2, "the latte, and the americano exactly once");
   } finally {
     await crema.stop();
@@ -202,7 +214,7 @@ test("an item marked sold out on the barista screen cannot be ordered on the cus
   const crema = await startCrema({});
   try {
     const barista = await browser.newPage({ viewport: { width: 1200, height: 800 } });
-    await barista.goto(crema.base + "/barista");
+    await barista.goto(crema.signIn("/barista"));
     await barista.getByTestId("sold-out-latte").click();
     await barista.getByTestId("sold-out-latte").filter({ hasText: "sold out" }).waitFor();
 
@@ -254,7 +266,7 @@ test("a latte ordered with options on the customer page is priced as it changes 
     assert.equal(order.items[0].note, "extra hot");
 
     const barista = await browser.newPage({ viewport: { width: 1200, height: 800 } });
-    await barista.goto(crema.base + "/barista");
+    await barista.goto(crema.signIn("/barista"));
     const ticket = barista.locator(`[data-testid=ticket][data-order="${orderId}"]`);
     await ticket.waitFor();
     assert.match(await ticket.textContent(), /Grande, Hot, Oat milk, Extra shot, Vanilla syrup/);
@@ -311,7 +323,7 @@ test("an order with options placed at a chosen store is priced at that store and
     assert.deepEqual(order.tickets.map((t) => t.kind), ["bar", "kitchen"]);
 
     const barista = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    await barista.goto(crema.base + "/barista?store=gangnam");
+    await barista.goto(crema.signIn("/barista?store=gangnam"));
     await barista.locator(`[data-testid=column-bar] [data-testid=ticket][data-order="${orderId}"]`).waitFor();
     const kitchenTicket = barista.locator(`[data-testid=column-kitchen] [data-testid=ticket][data-order="${orderId}"]`);
     assert.match(await kitchenTicket.textContent(), /Butter Croissant — Warmed/);
@@ -336,7 +348,7 @@ test("a choice marked sold out on the barista screen is greyed in the options an
   const crema = await startCrema({});
   try {
     const barista = await browser.newPage({ viewport: { width: 1200, height: 800 } });
-    await barista.goto(crema.base + "/barista");
+    await barista.goto(crema.signIn("/barista"));
     await barista.getByTestId("sold-out-milk.oat").click();
     await barista.getByTestId("sold-out-milk.oat").filter({ hasText: "sold out" }).waitFor();
 
@@ -349,6 +361,45 @@ test("a choice marked sold out on the barista screen is greyed in the options an
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ items: [{ menu_id: "latte", qty: 1, options: { milk: "oat" } }] }) })).status);
     assert.equal(refused, 409);
+  } finally {
+    await crema.stop();
+  }
+});
+
+test("the staff screens sign in with a key, and a barista's screen shows only their store and no ordering pause", async () => {
+  const key = "crema_browser-test-hongdae-bar";
+  const sha256 = createHash("sha256").update(key).digest("hex");
+  const config = `${CHAIN}\n[[auth.keys]]\nname = "hongdae-bar"\nrole = "barista"\nstores = ["hongdae"]\nsha256 = "${sha256}"\n`;
+  const crema = await startCrema({}, { config });
+  try {
+    assert.equal(crema.key, null, "keys are configured: no first-start key");
+    const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
+    await page.goto(crema.base + "/barista");
+    await page.getByTestId("sign-in").waitFor();
+    await page.getByTestId("sign-in-key").fill("crema_wrong");
+    await page.getByTestId("sign-in-submit").click();
+    await page.getByTestId("sign-in-error").filter({ hasText: "not known" }).waitFor();
+    await page.getByTestId("sign-in-key").fill(key);
+    await page.getByTestId("sign-in-submit").click();
+    await page.locator("[data-testid=station-bar-1]").waitFor();
+    assert.equal(await page.getByTestId("signed-in-as").textContent(), "hongdae-bar (barista)");
+    assert.equal(await page.getByTestId("store").inputValue(), "hongdae", "the only store the key covers");
+    assert.ok(await page.getByTestId("ordering-toggle").isHidden(), "pausing ordering is a manager's");
+    assert.equal(await page.evaluate(() => document.cookie), "", "the session cookie is HttpOnly");
+
+    // Signed in across a reload; an order at hongdae reaches the screen live (the stream carries the cookie).
+    await page.reload();
+    await page.locator("[data-testid=station-bar-1]").waitFor();
+    const placed = await (await fetch(crema.base + "/orders", { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ store: "hongdae", items: [{ menu_id: "espresso", qty: 1 }] }) })).json();
+    await page.locator(`[data-order="${placed.id}"]`).first().waitFor();
+    if (process.env.UPDATE_SCREENSHOTS) await page.screenshot({ path: join(shots, "barista-signed-in.png") });
+
+    await page.getByTestId("sign-out").click();
+    await page.getByTestId("sign-in").waitFor();
+    if (process.env.UPDATE_SCREENSHOTS) await page.screenshot({ path: join(shots, "sign-in.png") });
+    const after = await page.evaluate(async () => (await fetch("/stores/hongdae/queue")).status);
+    assert.equal(after, 401, "signed out");
   } finally {
     await crema.stop();
   }

@@ -37,6 +37,7 @@ async function api(method, path, body, headers = {}) {
   }
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (_) { data = { detail: text }; }
+  if (response.status === 401 && staff.page && path !== "/session") signInAgain();
   return { status: response.status, ok: response.ok, retryAfter: response.headers.get("retry-after"), data };
 }
 
@@ -124,4 +125,75 @@ function showError(text) {
   const box = document.getElementById("error");
   box.textContent = text;
   box.classList.toggle("hidden", !text);
+}
+
+// Staff screens (barista, dashboard) sign in with a key (API.md "Access").
+// The key is sent once, to POST /session, which answers with an HttpOnly,
+// SameSite=Strict session cookie: the page never keeps the key, and the
+// cookie also reaches the live event streams (an EventSource cannot send an
+// Authorization header). A `#key=` in the address (the link crema prints at
+// its first start) signs in at once and is removed from the address.
+const staff = { page: false, session: null, asking: false };
+
+async function staffSession() {
+  staff.page = true;
+  const fromLink = new URLSearchParams(location.hash.slice(1)).get("key");
+  if (fromLink) {
+    window.history.replaceState(null, "", location.pathname + location.search);
+    const result = await api("POST", "/session", { key: fromLink });
+    if (result.ok) return signedIn(result.data);
+  }
+  const current = await api("GET", "/session");
+  if (current.ok) return signedIn(current.data);
+  return signedIn(await signInForm(fromLink ? "That sign-in link's key is not known" : ""));
+}
+
+function signedIn(session) {
+  staff.session = session;
+  const nav = document.querySelector("header nav");
+  if (nav && session.access === "on" && !document.getElementById("sign-out")) {
+    nav.append(el("span", { class: "muted who", "data-testid": "signed-in-as" }, `${session.name} (${session.role})`),
+      el("button", { class: "ghost", id: "sign-out", "data-testid": "sign-out", onclick: signOut }, "Sign out"));
+  }
+  return session;
+}
+
+async function signOut() {
+  await api("DELETE", "/session");
+  location.reload();
+}
+
+// The sign-in form, over the page; resolves with the session once a key is accepted.
+function signInForm(message = "") {
+  staff.asking = true;
+  return new Promise((resolve) => {
+    const input = el("input", { type: "password", autocomplete: "current-password", placeholder: "crema_…",
+      "aria-label": "Staff key", "data-testid": "sign-in-key" });
+    const error = el("div", { class: `banner error${message ? "" : " hidden"}`, role: "alert", "data-testid": "sign-in-error" }, message);
+    const form = el("form", { class: "card sign-in", "data-testid": "sign-in" },
+      el("h2", {}, "Sign in"),
+      el("p", { class: "muted" }, "This screen is for staff. Enter your key (ask your manager; the first key is the one crema printed when it first started)."),
+      input, el("button", { type: "submit", "data-testid": "sign-in-submit" }, "Sign in"), error);
+    const overlay = el("div", { class: "overlay", id: "sign-in-overlay" }, form);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const result = await api("POST", "/session", { key: input.value.trim() });
+      if (result.ok) {
+        overlay.remove();
+        staff.asking = false;
+        resolve(result.data);
+      } else {
+        error.textContent = result.status === 401 ? "This key is not known" : problemMessage(result);
+        error.classList.remove("hidden");
+      }
+    });
+    document.body.append(overlay);
+    input.focus();
+  });
+}
+
+// A call answered 401 while signed in: the sign-in ended (it expired, or crema restarted).
+function signInAgain() {
+  if (staff.asking) return;
+  signInForm("Your sign-in has ended; sign in again").then(() => location.reload());
 }
