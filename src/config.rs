@@ -385,7 +385,7 @@ impl From<config::ConfigError> for ConfigError {
 }
 
 /// The sections of [`Settings`], the only `CREMA_<SECTION>__…` prefixes read.
-const SECTIONS: [&str; 8] = ["server", "store", "payment", "barista", "orders", "menu", "stores", "log"];
+const SECTIONS: [&str; 9] = ["server", "store", "payment", "barista", "orders", "menu", "stores", "log", "auth"];
 
 /// The `CREMA_*` variables that are crema configuration: those of the shape
 /// `CREMA_<SECTION>__<KEY>`. A variable of that shape whose section is not one

@@ -270,6 +270,13 @@ async fn checks_can_be_turned_off_and_metrics_made_public() {
     assert_eq!(anyone.get(app.url("/metrics")).send().await.unwrap().status(), 200);
     assert_eq!(anyone.get(app.url("/stats")).send().await.unwrap().status(), 401, "only the metrics are public");
     app.shutdown().await;
+
+    // What the benchmark scripts do: the environment turns checks off.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Process::crema(&dir.path().join("data"), &[("CREMA_AUTH__ENABLED", "false")]);
+    wait_ready(&anyone, &server.base).await;
+    assert_eq!(anyone.get(format!("{}/stats", server.base)).send().await.unwrap().status(), 200);
+    server.terminate();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
