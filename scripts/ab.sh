@@ -25,7 +25,7 @@ config=(); [ -n "${CREMA_CONFIG:-}" ] && config=(--config "$CREMA_CONFIG")
 work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work" || true' EXIT
 export CREMA_BARISTA__BREW_SCALE=0 CREMA_BARISTA__STATIONS=8 CREMA_BARISTA__MAX_QUEUE=1000000 \
   CREMA_ORDERS__MAX_LIVE=1000000 CREMA_ORDERS__MAX_PLACING=4096 CREMA_PAYMENT__BREAKER__MAX_CONCURRENT=4096 CREMA_PAYMENT__SIMULATED__LATENCY_MS=0 CREMA_STORE__DURABILITY=${CREMA_STORE__DURABILITY:-sync} \
-  RUST_LOG=warn CREMA_AUTH__ENABLED=false
+  RUST_LOG=warn
 wait_up() { for _ in $(seq 100); do curl -fs "$1/healthz" >/dev/null 2>&1 && return; curl -fs "$1/menu" >/dev/null 2>&1 && return; sleep 0.1; done; echo "$1 did not come up" >&2; exit 1; }
 run() { # name url -> prints the 2xx answers per second
   local out; out=$("${client_pin[@]}" wrk -t2 -c"$conns" -d"${secs}s" -s "$lua" "$2/orders")

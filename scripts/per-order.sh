@@ -16,8 +16,7 @@ port=$((18500 + RANDOM % 400))
 work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$work" || true' EXIT
 export CREMA_BARISTA__BREW_SCALE=0 CREMA_BARISTA__STATIONS=8 CREMA_BARISTA__MAX_QUEUE=1000000 \
   CREMA_ORDERS__MAX_LIVE=1000000 CREMA_ORDERS__MAX_PLACING=4096 CREMA_PAYMENT__BREAKER__MAX_CONCURRENT=4096 \
-  CREMA_PAYMENT__SIMULATED__LATENCY_MS=0 CREMA_STORE__DURABILITY=${CREMA_STORE__DURABILITY:-sync} RUST_LOG=warn \
-  CREMA_AUTH__ENABLED=false  # benchmarks only: /stats is read without a key
+  CREMA_PAYMENT__SIMULATED__LATENCY_MS=0 CREMA_STORE__DURABILITY=${CREMA_STORE__DURABILITY:-sync} RUST_LOG=warn
 config=(); [ -n "${CREMA_CONFIG:-}" ] && config=(--config "$CREMA_CONFIG")
 "$bin" serve --bind 127.0.0.1:$port --data "$work/data" "${config[@]}" >"$work/log" 2>&1 & pid=$!
 for _ in $(seq 300); do curl -fs http://127.0.0.1:$port/readyz >/dev/null 2>&1 && break; sleep 0.1; done
@@ -30,7 +29,9 @@ snapshot() { # ticks switches made writes, then "name ticks" per thread
     f=($(cut -d')' -f2 "$t/stat")); ticks=$((ticks + f[11] + f[12]))
     switches=$((switches + $(awk '/ctxt_switches/ {s+=$2} END {print s}' "$t/status")))
   done
-  local stats; stats=$(curl -fs http://127.0.0.1:$port/stats)
+  # /stats with the admin key the first start printed (a build from before keys prints none and needs none).
+  local key; key=$(grep -o 'crema_[0-9a-f]\{64\}' "$work/log" | head -1 || true)
+  local stats; stats=$(curl -fs ${key:+-H "Authorization: Bearer $key"} http://127.0.0.1:$port/stats)
   echo "$ticks $switches $(grep -o '"ready":[0-9]*' <<<"$stats" | head -1 | cut -d: -f2) $(grep -o '"requests":[0-9]*' <<<"$stats" | cut -d: -f2) $(grep -o '"groups":[0-9]*' <<<"$stats" | cut -d: -f2)"
 }
 before=($(snapshot)); threads_before=$(for t in /proc/$pid/task/*; do f=($(cut -d')' -f2 "$t/stat")); echo "$(cat $t/comm | tr ' ' _)#${t##*/} $((f[11] + f[12]))"; done | sort)
