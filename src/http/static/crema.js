@@ -180,6 +180,7 @@ function signInForm(message = "") {
       const result = await api("POST", "/session", { key: input.value.trim() });
       if (result.ok) {
         overlay.remove();
+        document.body.classList.remove("signing-in");
         staff.asking = false;
         resolve(result.data);
       } else {
@@ -188,6 +189,7 @@ function signInForm(message = "") {
       }
     });
     document.body.append(overlay);
+    document.body.classList.add("signing-in");
     input.focus();
   });
 }
