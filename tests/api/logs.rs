@@ -56,7 +56,17 @@ async fn serve_and_log(envs: &[(&str, &str)]) -> String {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     stdout.read_line(&mut first).unwrap();
     let base = first.trim().rsplit(' ').next().unwrap().to_owned();
-    let client = crate::helpers::admin_client(30);
+    // No key is configured: the first start shows its admin key on stdout, right after the address.
+    let mut said = String::new();
+    let key = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "no first-start key: {said}");
+        said.push_str(&line);
+        if let Some(key) = line.split_whitespace().find(|word| word.starts_with("crema_") && word.len() == 70) {
+            break key.to_owned();
+        }
+    };
+    let client = crate::helpers::client_with_key(&key, 30);
     wait_ready(&client, &base).await;
     let placed = client
         .post(format!("{base}/orders"))
@@ -70,17 +80,17 @@ async fn serve_and_log(envs: &[(&str, &str)]) -> String {
     let id = placed.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
     client.get(format!("{base}/orders/{id}")).header("x-request-id", "req-get").send().await.unwrap();
     client.get(format!("{base}/orders/missing")).header("x-request-id", "req-404").send().await.unwrap();
+    let stats = client.get(format!("{base}/stats")).header("x-request-id", "req-staff").send().await.unwrap();
+    assert_eq!(stats.status(), 200);
     // SAFETY: kill(2) on our own child's pid has no memory effects.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let mut log = String::new();
     child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
-    let mut said = String::new();
     stdout.read_to_string(&mut said).unwrap();
     child.wait().unwrap();
-    // No key is configured: the first start showed its admin key on stdout, once, and never in the log.
-    let key = said.split_whitespace().find(|word| word.starts_with("crema_")).unwrap_or_else(|| panic!("no first-start key: {said}"));
     assert!(said.contains(&format!("/barista#key={key}")), "a sign-in link: {said}");
-    assert!(!log.contains(key), "the admin key is not logged");
+    assert_eq!(said.matches(key.as_str()).count(), 2, "shown once (the key and its link): {said}");
+    assert!(!log.contains(&key), "the admin key is not logged");
     log.replace("{id}", &id)
 }
 
@@ -97,6 +107,9 @@ async fn json_logs_have_one_access_line_per_request_and_no_secrets() {
     assert_eq!(order.len(), 36, "the new order's id, from its Location: {placed}");
     assert_eq!(access("req-get")["order"], order.as_str());
     assert_eq!(access("req-404")["status"], 404);
+    let staff = access("req-staff");
+    assert_eq!((staff["status"].as_u64(), staff["key"].as_str()), (Some(200), Some("admin")), "the key's name, not the key: {staff}");
+    // Three order requests, and the operations routes (/readyz polls and /stats).
     assert_eq!(lines.iter().filter(|line| line["target"] == "crema::access").count(), 3 + lines.iter().filter(|l| l["route"] == "operations").count());
     let recovery = lines.iter().find(|line| line["message"] == "recovery finished; ready").expect("the recovery line");
     assert!(recovery["orders"].is_u64(), "recovery as fields, not a debug dump: {recovery}");
