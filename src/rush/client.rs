@@ -149,3 +149,34 @@ pub struct Answer {
     pub retry_after_s: Option<u64>,
     pub body: Bytes,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// `crema rush --key` sends the key on every request, marked sensitive.
+    #[tokio::test]
+    async fn a_target_with_a_key_sends_it_as_a_bearer_token() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buffer = [0u8; 1024];
+            while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                let read = socket.read(&mut buffer).await.unwrap();
+                head.extend_from_slice(&buffer[..read]);
+            }
+            socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await.unwrap();
+            String::from_utf8(head).unwrap().to_ascii_lowercase()
+        });
+        let mut authorization = http::HeaderValue::from_static("Bearer crema_k");
+        authorization.set_sensitive(true);
+        let target = Target { addr, authority: addr.to_string(), authorization: Some(authorization) };
+        let mut connection = Connection::new(target);
+        let (status, _) = connection.call(Method::GET, "/stats", None, Duration::from_secs(5)).await.unwrap();
+        assert_eq!(status, 200);
+        assert!(server.await.unwrap().contains("authorization: bearer crema_k\r\n"));
+    }
+}
