@@ -429,7 +429,9 @@ fn rss_mib(pid: u32) -> f64 {
 fn recovery_ms(log: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(log).ok()?;
     let line = text.lines().rev().find(|line| line.contains("recovery finished"))?;
-    let digits: String = line.split("took_ms: ").nth(1)?.chars().take_while(char::is_ascii_digit).collect();
+    // `took_ms=N` (the summary as fields, since issue 12) or `took_ms: N` (a debug dump, before).
+    let after = line.split("took_ms=").nth(1).or_else(|| line.split("took_ms: ").nth(1))?;
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
 

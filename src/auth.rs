@@ -1,8 +1,7 @@
-//! Staff keys and roles (API.md "Access (contract v2)"), the part that does
-//! not depend on HTTP: which key a request presents, and whether its role and
-//! stores cover a route. Keys are bearer tokens; only their SHA-256 is kept
-//! (in configuration), and a presented key is compared with every configured
-//! hash in constant time.
+//! Staff keys and roles (API.md "Access (contract v2)"): which key a request
+//! presents, and whether its role and stores cover a route. Keys are bearer
+//! tokens; only their SHA-256 is kept (in configuration), and a presented key
+//! is compared with every configured hash in constant time.
 //!
 //! [`Gatekeeper`] holds the keys and the staff screens' sign-in sessions; the
 //! server asks it who each request's [`Caller`] is (once, from the headers)
@@ -443,6 +442,56 @@ mod tests {
         let mut storeless = good;
         storeless.stores.clear();
         assert!(Keys::new(vec![storeless]).unwrap_err().contains("needs its stores"));
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> http::HeaderMap {
+        pairs.iter().map(|(name, value)| (name.parse().unwrap(), value.parse().unwrap())).collect()
+    }
+
+    #[test]
+    fn callers_come_from_a_bearer_key_or_a_session_cookie() {
+        let (bar, bar_config) = key("hongdae-bar", Role::Barista, &["hongdae"]);
+        let gatekeeper = Gatekeeper::new(true, false, Keys::new(vec![bar_config]).unwrap(), Duration::from_secs(60));
+        let name = |pairs: &[(&str, &str)]| match gatekeeper.caller(&headers(pairs)) {
+            Caller::Key(key) => key.name.clone(),
+            other => format!("{other:?}"),
+        };
+        assert_eq!(name(&[]), "Anonymous");
+        assert_eq!(name(&[("authorization", &format!("Bearer {bar}"))]), "hongdae-bar");
+        assert_eq!(name(&[("authorization", &format!("bearer  {bar} "))]), "hongdae-bar", "the scheme is case-insensitive");
+        assert_eq!(name(&[("authorization", &format!("Basic {bar}"))]), "Unknown", "only Bearer");
+        assert_eq!(name(&[("authorization", "Bearer crema_guess")]), "Unknown");
+        let (token, _) = gatekeeper.sign_in(&bar).unwrap();
+        let cookie = format!("theme=dark; {SESSION_COOKIE}={token}");
+        assert_eq!(name(&[("cookie", &cookie)]), "hongdae-bar");
+        assert_eq!(name(&[("cookie", &format!("{SESSION_COOKIE}=nope"))]), "Unknown");
+        // A key sent with a cookie is the one that counts.
+        assert_eq!(name(&[("cookie", &cookie), ("authorization", "Bearer crema_guess")]), "Unknown");
+        gatekeeper.sign_out(&headers(&[("cookie", &cookie)]));
+        assert_eq!(name(&[("cookie", &cookie)]), "Unknown", "signed out");
+        assert!(gatekeeper.sign_in("crema_guess").is_none());
+
+        let off = Gatekeeper::new(false, false, Keys::default(), Duration::from_secs(60));
+        assert!(matches!(off.caller(&headers(&[("authorization", "Bearer crema_guess")])), Caller::Open));
+    }
+
+    #[test]
+    fn sessions_expire_and_are_bounded() {
+        let (bar, bar_config) = key("bar", Role::Barista, &["main"]);
+        let expired = Gatekeeper::new(true, false, Keys::new(vec![bar_config.clone()]).unwrap(), Duration::ZERO);
+        let (token, _) = expired.sign_in(&bar).unwrap();
+        assert!(matches!(expired.caller(&headers(&[("cookie", &format!("{SESSION_COOKIE}={token}"))])), Caller::Unknown));
+
+        let gatekeeper = Gatekeeper::new(true, false, Keys::new(vec![bar_config]).unwrap(), Duration::from_secs(60));
+        let (first, _) = gatekeeper.sign_in(&bar).unwrap();
+        for _ in 0..MAX_SESSIONS {
+            gatekeeper.sign_in(&bar).unwrap();
+        }
+        assert_eq!(gatekeeper.sessions.lock().unwrap().len(), MAX_SESSIONS);
+        assert!(
+            matches!(gatekeeper.caller(&headers(&[("cookie", &format!("{SESSION_COOKIE}={first}"))])), Caller::Unknown),
+            "the oldest sign-in made room"
+        );
     }
 
     #[test]

@@ -126,26 +126,66 @@ pub fn quantile(values: impl Iterator<Item = u64>, q: f64) -> Option<u64> {
     Some(sorted[rank - 1])
 }
 
-/// What a scan of every order gives the read side: the longest-ready orders
-/// (without holding more than about twice [`SHELF_MAX`] of them at once) and
-/// each store's figures.
+/// What a scan of every order gives the read side: the [`SHELF_MAX`]
+/// longest-ready orders and each store's figures. A ready order is copied
+/// only while it is among the longest-ready seen so far: a scan in id (time)
+/// order of a million ready orders copies about `SHELF_MAX` of them, not all.
 #[derive(Default)]
 pub struct ReadScan {
-    shelf: Vec<Order>,
+    /// The longest-ready orders so far, the most recently ready on top.
+    shelf: std::collections::BinaryHeap<ByReadyTime>,
     figures: HashMap<String, StoreFigures>,
+}
+
+/// An order ordered by when it became ready (then by id).
+struct ByReadyTime(Order);
+
+impl ByReadyTime {
+    fn key(&self) -> (u64, &str) {
+        (self.0.updated_ms, &self.0.id)
+    }
+}
+
+impl PartialEq for ByReadyTime {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for ByReadyTime {}
+
+impl PartialOrd for ByReadyTime {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ByReadyTime {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.key().cmp(&other.key())
+    }
 }
 
 impl ReadScan {
     pub fn offer(&mut self, order: &Order) {
-        self.figures.entry(order.store.clone()).or_default().scan(order);
+        match self.figures.get_mut(order.store.as_str()) {
+            Some(figures) => figures.scan(order),
+            None => self.figures.entry(order.store.clone()).or_default().scan(order),
+        }
         if order.status != OrderStatus::Ready {
             return;
         }
-        self.shelf.push(order.clone());
-        if self.shelf.len() >= 2 * SHELF_MAX {
-            self.shelf.sort_by_key(|order| order.updated_ms);
-            self.shelf.truncate(SHELF_MAX);
+        if self.shelf.len() < SHELF_MAX {
+            self.shelf.push(ByReadyTime(order.clone()));
+        } else if self.shelf.peek().is_some_and(|newest| (order.updated_ms, order.id.as_str()) < newest.key()) {
+            self.shelf.pop();
+            self.shelf.push(ByReadyTime(order.clone()));
         }
+    }
+
+    /// The longest-ready orders found, in no particular order.
+    fn into_shelf(shelf: std::collections::BinaryHeap<ByReadyTime>) -> Vec<Order> {
+        shelf.into_iter().map(|ready| ready.0).collect()
     }
 }
 
@@ -289,7 +329,7 @@ impl StreamHandler<Result<OrderChanged, BroadcastStreamRecvError>> for Projectio
                 match scanned {
                     Ok(_) => {
                         self.counts = counts;
-                        self.shelf.refill(scan.shelf);
+                        self.shelf.refill(ReadScan::into_shelf(scan.shelf));
                         self.figures.extend(scan.figures);
                     }
                     Err(err) => tracing::error!(error = %err, "recounting orders failed"),
@@ -311,7 +351,7 @@ impl Handler<Seed> for Projection {
         for (status, count) in msg.0 {
             *self.counts.entry(status).or_default() += count;
         }
-        self.shelf.refill(msg.1.shelf);
+        self.shelf.refill(ReadScan::into_shelf(msg.1.shelf));
         self.figures.extend(msg.1.figures);
     }
 }
@@ -416,7 +456,31 @@ impl Handler<GetStats> for Projection {
 
 #[cfg(test)]
 mod tests {
-    use super::quantile;
+    use super::{quantile, OrderStatus, ReadScan, SHELF_MAX};
+    use crate::domain::{LineRequest, Menu, Order, OrderRequest};
+
+    fn ready(id: usize, ready_ms: u64) -> Order {
+        let request = OrderRequest { store: None, customer: None, items: vec![LineRequest::new("americano", 1)] };
+        let mut order = Order::paid(format!("{id:08}"), request.validate(&Menu::builtin()).unwrap(), format!("k-{id}"), "p".into(), 1);
+        order.status = OrderStatus::Ready;
+        order.updated_ms = ready_ms;
+        order
+    }
+
+    #[test]
+    fn a_scan_keeps_the_longest_ready_orders_and_each_stores_count() {
+        let mut scan = ReadScan::default();
+        for n in 0..SHELF_MAX + 500 {
+            scan.offer(&ready(n, 1_000 + n as u64));
+        }
+        scan.offer(&ready(999_999, 5)); // read last, ready first
+        assert_eq!(scan.figures["main"].orders, SHELF_MAX as u64 + 501);
+        let mut kept: Vec<u64> = ReadScan::into_shelf(scan.shelf).iter().map(|order| order.updated_ms).collect();
+        kept.sort_unstable();
+        assert_eq!(kept.len(), SHELF_MAX);
+        assert_eq!(kept[0], 5, "the longest-ready order, read last, is kept");
+        assert_eq!(*kept.last().unwrap(), 1_000 + SHELF_MAX as u64 - 2, "the most recently ready ones made room");
+    }
 
     #[test]
     fn quantiles_are_nearest_rank() {
