@@ -53,38 +53,44 @@ pub struct App {
     /// The admin key this first start made (no key configured, none made
     /// before): shown once by `crema serve`, kept nowhere but as its hash.
     pub first_admin_key: Option<String>,
+    gatekeeper: Arc<Gatekeeper>,
 }
 
 /// The keys requests are checked against: the configured ones; with none
-/// configured, the admin key of the first start, made now if this is it (its
-/// hash is written, durably, before the key is shown).
-fn gatekeeper(settings: &Settings, store: &Store) -> Result<(Gatekeeper, Option<String>), AppError> {
+/// configured, the admin key of the first start, made now if this is it and
+/// `may_make` (its hash is written, durably, before the key is shown).
+fn keys(settings: &Settings, store: &Store, may_make: bool) -> Result<(Keys, Option<String>), String> {
     let auth = &settings.auth;
     let mut configs = auth.keys.clone();
     let mut made = None;
-    let stored = store.first_admin_key().map_err(|err| AppError::Store(settings.store.data_dir.display().to_string(), err))?;
+    let stored = store.first_admin_key().map_err(|err| format!("reading the first start's key: {err}"))?;
+    if auth.enabled && configs.is_empty() {
+        let sha256 = match stored {
+            Some(sha256) => sha256,
+            None if may_make => {
+                let (key, sha256) = crate::auth::new_key();
+                store.put_first_admin_key(&sha256).map_err(|err| format!("keeping the first start's key: {err}"))?;
+                made = Some(key);
+                sha256
+            }
+            None => return Err("no key is configured, and this data directory has no first-start admin key".into()),
+        };
+        configs.push(KeyConfig { name: "admin".into(), role: Role::Admin, stores: Vec::new(), sha256 });
+    } else if auth.enabled && stored.is_some() {
+        tracing::info!("keys are configured: the admin key made at the first start is not accepted");
+    }
+    Ok((Keys::new(configs)?, made))
+}
+
+fn gatekeeper(settings: &Settings, store: &Store) -> Result<(Gatekeeper, Option<String>), AppError> {
+    let auth = &settings.auth;
     if !auth.enabled {
         tracing::warn!(
             "ACCESS CHECKS ARE OFF (auth.enabled = false): anyone who can reach this server may list orders, \
              cancel them, pause stations and read metrics. For benchmarks and local experiments only."
         );
-    } else if configs.is_empty() {
-        let sha256 = match stored {
-            Some(sha256) => sha256,
-            None => {
-                let (key, sha256) = crate::auth::new_key();
-                store
-                    .put_first_admin_key(&sha256)
-                    .map_err(|err| AppError::Store(settings.store.data_dir.display().to_string(), err))?;
-                made = Some(key);
-                sha256
-            }
-        };
-        configs.push(KeyConfig { name: "admin".into(), role: Role::Admin, stores: Vec::new(), sha256 });
-    } else if stored.is_some() {
-        tracing::info!("keys are configured: the admin key made at the first start is not accepted");
     }
-    let keys = Keys::new(configs).map_err(AppError::Startup)?;
+    let (keys, made) = keys(settings, store, true).map_err(AppError::Startup)?;
     let session_ttl = Duration::from_secs(auth.session_hours * 3600);
     Ok((Gatekeeper::new(auth.enabled, auth.public_metrics, keys, session_ttl), made))
 }
@@ -110,6 +116,7 @@ impl App {
         .map_err(|err| AppError::Store(settings.store.data_dir.display().to_string(), err))?;
         let (gatekeeper, first_admin_key) = gatekeeper(&settings, &store)?;
         let gatekeeper = Arc::new(gatekeeper);
+        let keys_in_use = gatekeeper.clone();
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let system = ActorSystem::start(cores);
         let engine = match Engine::start(settings, store, &system) {
@@ -201,7 +208,23 @@ impl App {
             prober,
             recovery,
             first_admin_key,
+            gatekeeper: keys_in_use,
         })
+    }
+
+    /// Takes the keys of `settings` (the configuration read again, on
+    /// `SIGHUP`) in place of those in use; see [`Gatekeeper::reload`]. Only
+    /// `[[auth.keys]]` is re-read: `auth.enabled`, `public_metrics` and
+    /// `session_hours` need a restart. On an error the keys in use stay.
+    pub fn reload_keys(&self, settings: &Settings) -> Result<usize, String> {
+        if !self.gatekeeper.enabled() {
+            return Err("access checks are off (auth.enabled = false): there are no keys to reload".into());
+        }
+        if !settings.auth.enabled {
+            return Err("auth.enabled = false takes a restart".into());
+        }
+        let (keys, _) = keys(settings, &self.engine.store, false)?;
+        Ok(self.gatekeeper.reload(keys))
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -230,7 +230,8 @@ struct Session {
 pub struct Gatekeeper {
     enabled: bool,
     pub public_metrics: bool,
-    keys: Keys,
+    /// Swapped whole by [`Gatekeeper::reload`] (`SIGHUP`).
+    keys: std::sync::RwLock<Keys>,
     session_ttl: Duration,
     /// By the SHA-256 of the session token: the map never holds a usable token.
     sessions: Mutex<HashMap<[u8; 32], Session>>,
@@ -238,13 +239,37 @@ pub struct Gatekeeper {
 
 impl std::fmt::Debug for Gatekeeper {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gatekeeper").field("enabled", &self.enabled).field("keys", &self.keys.keys.len()).finish()
+        f.debug_struct("Gatekeeper").field("enabled", &self.enabled).field("keys", &self.keys().keys.len()).finish()
     }
 }
 
 impl Gatekeeper {
     pub fn new(enabled: bool, public_metrics: bool, keys: Keys, session_ttl: Duration) -> Gatekeeper {
-        Gatekeeper { enabled, public_metrics, keys, session_ttl, sessions: Mutex::new(HashMap::new()) }
+        Gatekeeper { enabled, public_metrics, keys: std::sync::RwLock::new(keys), session_ttl, sessions: Mutex::new(HashMap::new()) }
+    }
+
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+        self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes `keys` in place of the configured ones (a configuration re-read
+    /// on `SIGHUP`): a removed key stops working at once, its sign-in
+    /// sessions with it; a key whose role or stores changed keeps its
+    /// sessions, with the new role and stores. Returns how many keys there are.
+    pub fn reload(&self, keys: Keys) -> usize {
+        let count = keys.keys.len();
+        let mut sessions = self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        sessions.retain(|_, session| {
+            match keys.keys.iter().find(|(key, _)| key.name == session.key.name && key.sha256 == session.key.sha256) {
+                Some((key, _)) => {
+                    session.key = key.clone();
+                    true
+                }
+                None => false,
+            }
+        });
+        *self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = keys;
+        count
     }
 
     pub fn enabled(&self) -> bool {
@@ -266,8 +291,8 @@ impl Gatekeeper {
                 let (scheme, key) = text.trim().split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
             });
-            return match key.and_then(|key| self.keys.find(key)) {
-                Some(key) => Caller::Key(key.clone()),
+            return match key.and_then(|key| self.keys().find(key).cloned()) {
+                Some(key) => Caller::Key(key),
                 None => Caller::Unknown,
             };
         }
@@ -293,7 +318,7 @@ impl Gatekeeper {
 
     /// Signs in with `key`: a new session token (to go into the cookie) and the key it stands for.
     pub fn sign_in(&self, key: &str) -> Option<(String, Arc<KeyConfig>)> {
-        let key = self.keys.find(key)?.clone();
+        let key = self.keys().find(key)?.clone();
         let mut bytes = [0u8; 32];
         rand::Rng::fill(&mut rand::rng(), &mut bytes);
         let token = encode_hex(&bytes);
@@ -473,6 +498,26 @@ mod tests {
 
         let off = Gatekeeper::new(false, false, Keys::default(), Duration::from_secs(60));
         assert!(matches!(off.caller(&headers(&[("authorization", "Bearer crema_guess")])), Caller::Open));
+    }
+
+    #[test]
+    fn a_reload_drops_removed_keys_and_their_sessions() {
+        let (bar, bar_config) = key("bar", Role::Barista, &["main"]);
+        let (lead, lead_config) = key("lead", Role::Manager, &["main"]);
+        let gatekeeper =
+            Gatekeeper::new(true, false, Keys::new(vec![bar_config.clone(), lead_config]).unwrap(), Duration::from_secs(60));
+        let (bar_token, _) = gatekeeper.sign_in(&bar).unwrap();
+        let (lead_token, _) = gatekeeper.sign_in(&lead).unwrap();
+        let cookie = |token: &str| headers(&[("cookie", &format!("{SESSION_COOKIE}={token}"))]);
+        let mut promoted = bar_config;
+        promoted.role = Role::Manager;
+        assert_eq!(gatekeeper.reload(Keys::new(vec![promoted]).unwrap()), 1);
+        assert!(matches!(gatekeeper.caller(&headers(&[("authorization", &format!("Bearer {lead}"))])), Caller::Unknown));
+        assert!(matches!(gatekeeper.caller(&cookie(&lead_token)), Caller::Unknown), "a removed key's sessions end");
+        match gatekeeper.caller(&cookie(&bar_token)) {
+            Caller::Key(key) => assert_eq!(key.role, Role::Manager, "a kept key's sessions take its new role"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

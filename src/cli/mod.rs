@@ -263,7 +263,8 @@ pub const THRESHOLDS_FAILED: u8 = 99;
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Serve { config, bind, data } => {
-            let settings = Settings::load(config.as_deref(), &Overrides { bind, data_dir: data })?;
+            let overrides = Overrides { bind, data_dir: data };
+            let settings = Settings::load(config.as_deref(), &overrides)?;
             crate::telemetry::init_as(settings.log.format, "warn,crema=info");
             // Connections are served on the order arbiters; this runtime only
             // accepts (and refuses), recovers, reconciles and probes the store.
@@ -272,7 +273,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 builder.worker_threads(1);
             }
             let runtime = builder.enable_all().thread_name("crema-accept").build()?;
-            runtime.block_on(serve(settings))?;
+            runtime.block_on(serve(settings, config, overrides))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Keys(KeysCommand::New { role, stores, name }) => {
@@ -335,7 +336,7 @@ async fn payment_sim(bind: std::net::SocketAddr, data: PathBuf, faults: Faults) 
     Ok(())
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(settings: Settings, config: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<()> {
     tracing::info!(
         bind = %settings.server.bind,
         data = %settings.store.data_dir.display(),
@@ -365,7 +366,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             addr = app.local_addr()
         );
     }
-    shutdown_signal().await;
+    until_stopped(&app, config.as_deref(), &overrides).await;
     tracing::info!("shutdown requested; draining");
     app.shutdown().await;
     Ok(())
@@ -389,6 +390,35 @@ async fn backup(target: &str, key: Option<&str>, dir: &std::path::Path) -> anyho
         anyhow::bail!("backup refused ({status}): {detail}");
     }
     Ok(format!("backup written to {} in {} ms", body["dir"].as_str().unwrap_or_default(), body["took_ms"]))
+}
+
+/// Serves until SIGINT or SIGTERM; on SIGHUP reads the configuration again
+/// and takes its `[[auth.keys]]` (an error keeps the keys in use, logged).
+async fn until_stopped(app: &App, config: Option<&std::path::Path>, overrides: &Overrides) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+            shutdown_signal().await;
+            return;
+        };
+        let stop = shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = hangup.recv() => {
+                    let reloaded = Settings::load(config, overrides).map_err(|err| err.to_string()).and_then(|settings| app.reload_keys(&settings));
+                    match reloaded {
+                        Ok(keys) => tracing::info!(keys, "keys reloaded (SIGHUP)"),
+                        Err(err) => tracing::error!(error = %err, "keys not reloaded (SIGHUP); the keys in use stay"),
+                    }
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    shutdown_signal().await;
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -321,3 +321,49 @@ async fn crema_backup_copies_a_serving_engine_and_the_copy_starts() {
     assert_eq!(order["total"], placed["total"]);
     drop(restored);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_keys_and_a_removed_key_stops_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("crema.toml");
+    let data = dir.path().join("data");
+    let barista = |name: &str, key: &str| {
+        format!("[[auth.keys]]\nname = \"{name}\"\nrole = \"barista\"\nstores = [\"main\"]\nsha256 = \"{}\"\n", crema::auth::sha256_hex(key))
+    };
+    std::fs::write(&config, admin_toml() + &barista("old-bar", GANGNAM_BAR)).unwrap();
+    let server = Process::start(
+        &["serve", "--bind", "127.0.0.1:0", "--data", data.to_str().unwrap(), "--config", config.to_str().unwrap()],
+        &[],
+    );
+    let base = server.base.clone();
+    let (old, new) = (client_with_key(GANGNAM_BAR, 20), client_with_key(HONGDAE_BAR, 20));
+    wait_ready(&old, &base).await;
+    let status = |client: &reqwest::Client| {
+        let request = client.get(format!("{base}/queue"));
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!((status(&old).await, status(&new).await), (200, 401));
+    let signed: reqwest::Response = reqwest::Client::new()
+        .post(format!("{base}/session"))
+        .body(json!({"key": GANGNAM_BAR}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let session = signed.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let with_session = reqwest::Client::new().get(format!("{base}/queue")).header("cookie", &session);
+
+    // A configuration that does not load leaves the keys in use.
+    std::fs::write(&config, "[auth\n").unwrap();
+    server.signal(libc::SIGHUP);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(status(&old).await, 200, "a broken configuration changes nothing");
+
+    std::fs::write(&config, admin_toml() + &barista("new-bar", HONGDAE_BAR)).unwrap();
+    server.signal(libc::SIGHUP);
+    wait_until(std::time::Duration::from_secs(10), || async { (status(&new).await == 200).then_some(()) })
+        .await
+        .expect("the new key works after SIGHUP");
+    assert_eq!(status(&old).await, 401, "the removed key stopped");
+    assert_eq!(with_session.send().await.unwrap().status(), 401, "and its sign-in with it");
+    server.terminate();
+}
