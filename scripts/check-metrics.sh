@@ -31,7 +31,7 @@ for family in process_resident_memory_bytes process_cpu_seconds_total process_op
   crema_orders_total crema_http_request_duration_seconds crema_order_lead_time_seconds crema_queue_wait_seconds \
   crema_brew_seconds crema_store_orders_total crema_store_revenue crema_store_ready_orders \
   crema_store_oldest_ready_seconds crema_store_refunds_pending crema_station_state crema_station_made_total \
-  crema_station_restarts_total crema_payment_breaker_state crema_queue_depth; do
+  crema_station_restarts_total crema_payment_breaker_state crema_queue_depth crema_last_backup_timestamp_seconds; do
   grep -q "^$family[{ _]" "$work/metrics" || { echo "missing metric family: $family" >&2; missing=1; }
 done
 grep -q '^crema_order_lead_time_seconds_count{store="gangnam"} 1$' "$work/metrics" || { echo "gangnam's order was not counted as made" >&2; missing=1; }

@@ -775,6 +775,13 @@ pub async fn metrics(engine: Arc<Engine>) -> Reply {
         "# HELP crema_storage_writable 1 while the store can write (orders are taken), 0 while it cannot.\n# TYPE crema_storage_writable gauge\ncrema_storage_writable {}",
         u8::from(engine.writer.is_writable())
     );
+    let store = engine.store.clone();
+    let last_backup_ms = tokio::task::spawn_blocking(move || store.last_backup_ms()).await.ok().and_then(Result::ok).flatten();
+    let _ = writeln!(
+        out,
+        "# HELP crema_last_backup_timestamp_seconds When the last backup (crema backup) was written; 0: never.\n# TYPE crema_last_backup_timestamp_seconds gauge\ncrema_last_backup_timestamp_seconds {}",
+        last_backup_ms.map_or(0.0, |ms| ms as f64 / 1000.0)
+    );
     out.push_str("# HELP crema_store_max_wait_seconds The store's max_wait_s (stores without one are not listed).\n# TYPE crema_store_max_wait_seconds gauge\n");
     for store in engine.stores.iter() {
         if let Some(max_wait_s) = store.max_wait_s {
@@ -939,5 +946,11 @@ pub async fn backup(engine: Arc<Engine>, body: Bytes) -> Reply {
         .map_err(|err| ApiError::Internal(format!("checkpoint into {}: {err}", dir.display())))?;
     let took_ms = started.elapsed().as_millis() as u64;
     tracing::info!(dir = %dir.display(), took_ms, "backup written");
+    // Recorded after the copy (which therefore names the backup before it), for `crema_last_backup_timestamp_seconds`.
+    let mut batch = Batch::new();
+    batch.put_last_backup(crate::domain::time::now_ms());
+    if let Err(err) = engine.writer.commit(batch).await {
+        tracing::warn!(error = %err, "the backup was written but its time could not be recorded");
+    }
     Ok(json(StatusCode::CREATED, &serde_json::json!({"dir": dir.display().to_string(), "took_ms": took_ms})))
 }

@@ -119,6 +119,12 @@ impl Batch {
         self
     }
 
+    /// When the last backup (`POST /admin/backup`) was written, in `meta`.
+    pub fn put_last_backup(&mut self, at_ms: u64) -> &mut Self {
+        self.ops.push(Op::Put(Cf::Meta, LAST_BACKUP.to_vec(), at_ms.to_be_bytes().to_vec()));
+        self
+    }
+
     /// A station's pause, kept across restarts (`meta/station-paused/{store}/{id}`).
     pub fn put_station_paused(&mut self, store: &str, station: &str) -> &mut Self {
         self.ops.push(Op::Put(Cf::Meta, station_paused_key(store, station), Vec::new()));
@@ -381,6 +387,11 @@ impl Store {
         Ok(())
     }
 
+    /// When the last backup was written (ms since the epoch), if one was.
+    pub fn last_backup_ms(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.db.get_cf(self.cf(Cf::Meta), LAST_BACKUP)?.and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok()).map(u64::from_be_bytes))
+    }
+
     /// Whether `store`'s ordering was paused when last written.
     pub fn ordering_paused(&self, store: &str) -> Result<bool, StoreError> {
         Ok(self.db.get_cf(self.cf(Cf::Meta), [ORDERING_PAUSED, store.as_bytes()].concat())?.is_some())
@@ -465,6 +476,7 @@ impl Store {
 }
 
 const FIRST_ADMIN_KEY: &[u8] = b"first-admin-key-sha256";
+const LAST_BACKUP: &[u8] = b"last-backup-ms";
 
 fn corrupt(cf: Cf, key: &[u8], source: CodecError) -> StoreError {
     StoreError::Corrupt { cf: cf.name(), key: String::from_utf8_lossy(key).into_owned(), source }

@@ -296,6 +296,15 @@ async fn crema_backup_copies_a_serving_engine_and_the_copy_starts() {
         .json()
         .await
         .unwrap();
+    let last_backup = |base: String| {
+        let client = client.clone();
+        async move {
+            let text = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+            let line = text.lines().find(|line| line.starts_with("crema_last_backup_timestamp_seconds ")).expect("the metric");
+            line.rsplit(' ').next().unwrap().parse::<f64>().unwrap()
+        }
+    };
+    assert_eq!(last_backup(server.base.clone()).await, 0.0, "never backed up");
     let copy = dir.path().join("backup");
     let backup = |key: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_crema"))
@@ -310,6 +319,9 @@ async fn crema_backup_copies_a_serving_engine_and_the_copy_starts() {
     let done = backup(ADMIN_KEY);
     assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
     assert!(String::from_utf8_lossy(&done.stdout).contains("backup written"));
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let recorded = last_backup(server.base.clone()).await;
+    assert!((now_s - recorded).abs() < 60.0, "the backup's time is recorded: {recorded} vs now {now_s}");
     let again = backup(ADMIN_KEY);
     assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"), "a backup never overwrites");
     server.terminate();
@@ -319,6 +331,7 @@ async fn crema_backup_copies_a_serving_engine_and_the_copy_starts() {
     let order: Value = client.get(format!("{}/orders/{}", restored.base, placed["id"].as_str().unwrap())).send().await.unwrap().json().await.unwrap();
     assert_eq!(order["id"], placed["id"]);
     assert_eq!(order["total"], placed["total"]);
+    assert_eq!(last_backup(restored.base.clone()).await, 0.0, "a copy does not hold its own backup's record");
     drop(restored);
 }
 
