@@ -86,10 +86,6 @@ impl Keys {
         Ok(Keys { keys })
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
     /// The key `presented` is, if any. Every configured hash is compared, in
     /// constant time each, whichever matches: the time taken says nothing
     /// about which key (or how much of one) was right.
@@ -131,7 +127,7 @@ impl Caller {
     pub fn sees(&self, store: &str) -> bool {
         match self {
             Caller::Open => true,
-            Caller::Key(key) => key.role == Role::Admin || key.stores.iter().any(|own| own == store),
+            Caller::Key(key) => covers(key, store),
             Caller::Anonymous | Caller::Unknown => false,
         }
     }
@@ -178,7 +174,7 @@ pub fn authorize(class: RouteClass, store: Option<&str>) -> Result<Caller, Denie
 }
 
 /// [`authorize`] for a given caller.
-pub fn check(caller: &Caller, class: RouteClass, store: Option<&str>) -> Result<(), Denied> {
+fn check(caller: &Caller, class: RouteClass, store: Option<&str>) -> Result<(), Denied> {
     if class == RouteClass::Public {
         return Ok(());
     }
@@ -360,13 +356,13 @@ fn session_token(headers: &http::HeaderMap) -> Option<&str> {
 /// of no one store, such as `GET /orders`, whose answers are then filtered
 /// to the key's stores by the caller).
 pub fn may(key: &KeyConfig, class: RouteClass, store: Option<&str>) -> bool {
-    let needed = match class {
-        RouteClass::Public => return true,
-        RouteClass::Barista => Role::Barista,
-        RouteClass::Manager => Role::Manager,
-        RouteClass::Admin => Role::Admin,
-    };
-    key.role >= needed && (key.role == Role::Admin || store.is_none_or(|store| key.stores.iter().any(|own| own == store)))
+    let Some(needed) = class.role() else { return true };
+    key.role >= needed && store.is_none_or(|store| covers(key, store))
+}
+
+/// Whether `key` covers `store`: an admin's covers every store.
+fn covers(key: &KeyConfig, store: &str) -> bool {
+    key.role == Role::Admin || key.stores.iter().any(|own| own == store)
 }
 
 /// The hex of `key`'s SHA-256, as `[[auth.keys]]` names it.

@@ -407,7 +407,7 @@ fn session_routes(engine: Arc<Engine>, gatekeeper: Arc<Gatekeeper>) -> BoxedFilt
     let whoami = warp::path!("session")
         .and(warp::get())
         .and(with.clone())
-        .then(|engine, gatekeeper| async move { handlers::session(engine, gatekeeper) });
+        .then(|engine, _gatekeeper| async move { handlers::session(engine) });
     let sign_out = warp::path!("session")
         .and(warp::delete())
         .and(with)
