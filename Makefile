@@ -1,7 +1,7 @@
 # The two commands of the README, and the set-up they share.
 # One cargo profile (release) for build, run and test, so RocksDB compiles once.
 
-.PHONY: run test bench rush-bench deps screenshots soak fuzz schemathesis
+.PHONY: run test bench rush-bench deps screenshots soak chaos cluster fuzz schemathesis
 
 deps:
 	@./scripts/install-deps.sh
@@ -33,6 +33,18 @@ rush-bench: deps
 # The long kill soak: 100 SIGKILL cycles (about 5 minutes); SOAK_CYCLES=N for another count.
 soak: deps
 	SOAK_CYCLES=$${SOAK_CYCLES:-100} cargo test --release --test api soak -- --nocapture
+
+# The replicated kill soak, long: crema killed and its data dir deleted every
+# cycle, JetStream's journal leader killed or a server paused on the way
+# (three real nats-server processes); CHAOS_CYCLES=N for another count.
+chaos: deps
+	CHAOS_CYCLES=$${CHAOS_CYCLES:-60} cargo test --release --test api replicated_soak -- --nocapture
+
+# Three JetStream servers on loopback and crema on them (store.durability =
+# "replicated"); Ctrl-C stops them all. See README, "A replicated store".
+cluster: deps
+	cargo build --release
+	./scripts/cluster.sh
 
 # Schema fuzzing alone, for longer: make schemathesis SECONDS=600
 schemathesis: deps

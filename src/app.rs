@@ -17,10 +17,11 @@ use tokio::task::JoinHandle;
 
 use crate::actors::engine::{ActorSystem, Engine};
 use crate::auth::{Gatekeeper, KeyConfig, Keys, Role};
-use crate::config::Settings;
+use crate::config::{Durability, Settings};
 use crate::http::{self, ServerLimits};
-use crate::persistence::recovery::{self, RecoveryError, RecoveryReport};
-use crate::persistence::{Store, StoreError};
+use crate::recovery::{self, RecoveryError, RecoveryReport};
+use crate::persistence::jetstream::Replicated;
+use crate::persistence::{Journal, Store, StoreError, StoreWriter};
 
 /// How often intents and orphan refunds are reconciled while running.
 const RECONCILE_EVERY: Duration = Duration::from_secs(30);
@@ -39,6 +40,33 @@ pub enum AppError {
     Recovery(#[from] RecoveryError),
     #[error("{0}")]
     Startup(String),
+    #[error("the replicated journal: {0}")]
+    Journal(#[from] crate::persistence::jetstream::JournalError),
+}
+
+/// The store writer over `store`, and in front of it, with `replicated`
+/// durability, this node's stores' JetStream journals (caught up and taken
+/// over before this returns).
+async fn open_journal(settings: &Settings, store: &Store) -> Result<Journal, AppError> {
+    let config = &settings.store;
+    let writer = StoreWriter::start(
+        store.clone(),
+        config.durability,
+        config.max_batch,
+        config.mailbox,
+        Duration::from_micros(config.group_linger_us),
+    );
+    if config.durability != Durability::Replicated {
+        return Ok(Journal::local(writer));
+    }
+    let stores: Vec<String> = settings.stores().into_iter().map(|store| store.id).collect();
+    match Replicated::open(&settings.cluster, &stores, store, &writer, config.max_batch, config.mailbox).await {
+        Ok(replicated) => Ok(Journal::replicated(writer, replicated)),
+        Err(err) => {
+            writer.close().await;
+            Err(err.into())
+        }
+    }
 }
 
 pub struct App {
@@ -49,6 +77,8 @@ pub struct App {
     server: Option<JoinHandle<()>>,
     reconciler: JoinHandle<()>,
     prober: JoinHandle<()>,
+    /// The event feed's tasks (replicated mode only).
+    feed: Vec<JoinHandle<()>>,
     pub recovery: RecoveryReport,
     /// The admin key this first start made (no key configured, none made
     /// before): shown once by `crema serve`, kept nowhere but as its hash.
@@ -117,11 +147,13 @@ impl App {
         let (gatekeeper, first_admin_key) = gatekeeper(&settings, &store)?;
         let gatekeeper = Arc::new(gatekeeper);
         let keys_in_use = gatekeeper.clone();
+        let journal = open_journal(&settings, &store).await?;
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let system = ActorSystem::start(cores);
-        let engine = match Engine::start(settings, store, &system) {
+        let engine = match Engine::start(settings, store, journal.clone(), &system) {
             Ok(engine) => engine,
             Err(err) => {
+                journal.close().await;
                 system.stop();
                 return Err(AppError::Startup(err));
             }
@@ -148,7 +180,7 @@ impl App {
             Err(err) => {
                 let _ = stop_server.send(());
                 let _ = server.await;
-                engine.writer.close().await;
+                engine.journal.close().await;
                 system.stop();
                 return Err(err.into());
             }
@@ -190,15 +222,22 @@ impl App {
                 let mut tick = tokio::time::interval(PROBE_EVERY);
                 loop {
                     tick.tick().await;
-                    if !engine.writer.is_writable() {
-                        if let Err(err) = engine.writer.probe().await {
+                    if !engine.journal.writer().is_writable() {
+                        if let Err(err) = engine.journal.writer().probe().await {
                             tracing::debug!(error = %err, "the store still cannot write");
                         }
                     }
                 }
             })
         };
+        let feed = match engine.journal.replication() {
+            Some(replicated) => {
+                crate::feed::start(replicated.clone(), engine.stores.iter().map(|store| store.id.clone()).collect())
+            }
+            None => Vec::new(),
+        };
         Ok(App {
+            feed,
             addr,
             engine,
             system: Some(system),
@@ -246,7 +285,10 @@ impl App {
         }
         self.reconciler.abort();
         self.prober.abort();
-        self.engine.writer.close().await;
+        for task in &self.feed {
+            task.abort();
+        }
+        self.engine.journal.close().await;
         if let Some(system) = self.system.take() {
             let _ = tokio::task::spawn_blocking(move || system.stop()).await;
         }

@@ -32,6 +32,44 @@ pub struct Settings {
     pub log: LogSettings,
     /// Staff keys and roles (API.md "Access (contract v2)").
     pub auth: AuthSettings,
+    /// The JetStream cluster and this node, for `store.durability = "replicated"`
+    /// (API.md "Replicated stores (contract v3)").
+    pub cluster: ClusterSettings,
+}
+
+/// `[cluster]`: this node and the JetStream servers its stores' journals live on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// This node's name, unique in the chain: `[a-z0-9-]{1,32}`.
+    pub node: String,
+    /// Where the other nodes reach this node's HTTP.
+    pub advertise: String,
+    /// The JetStream servers (any of them will do to connect; the client learns the rest).
+    pub nats: Vec<String>,
+    /// JetStream replicas of the journal and the event feed (1, 3 or 5).
+    pub replicas: usize,
+    /// An owner silent this long loses its stores.
+    pub lease_ms: u64,
+    /// How long the event feed keeps an order's versions.
+    pub retention_days: u64,
+    /// How long a JetStream request (a publish's ack among them) may take
+    /// before it is retried; the same message id makes the retry safe.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            node: String::new(),
+            advertise: String::new(),
+            nats: Vec::new(),
+            replicas: 3,
+            lease_ms: 5_000,
+            retention_days: 30,
+            request_timeout_ms: 2_000,
+        }
+    }
 }
 
 /// `[auth]`: who may call the staff routes.
@@ -137,6 +175,11 @@ pub enum Durability {
     Sync,
     /// The WAL is written but not synced: survives a process crash only.
     Async,
+    /// Every store's changes go to a JetStream journal replicated on
+    /// `cluster.replicas` servers before they are acknowledged; RocksDB is
+    /// this node's cache (written, not synced: the journal is the copy that
+    /// survives). Needs `[cluster]`.
+    Replicated,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -267,6 +310,7 @@ impl Default for Settings {
             stores: Vec::new(),
             log: LogSettings::default(),
             auth: AuthSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -385,7 +429,7 @@ impl From<config::ConfigError> for ConfigError {
 }
 
 /// The sections of [`Settings`], the only `CREMA_<SECTION>__…` prefixes read.
-const SECTIONS: [&str; 9] = ["server", "store", "payment", "barista", "orders", "menu", "stores", "log", "auth"];
+const SECTIONS: [&str; 10] = ["server", "store", "payment", "barista", "orders", "menu", "stores", "log", "auth", "cluster"];
 
 /// The `CREMA_*` variables that are crema configuration: those of the shape
 /// `CREMA_<SECTION>__<KEY>`. A variable of that shape whose section is not one
@@ -586,7 +630,31 @@ impl Settings {
         let menu = self.menu();
         menu.validate().map_err(ConfigError::Invalid)?;
         self.validate_stores(&menu).map_err(ConfigError::Invalid)?;
+        self.validate_cluster().map_err(ConfigError::Invalid)?;
         self.validate_auth().map_err(ConfigError::Invalid)
+    }
+
+    /// `replicated` needs a node name, JetStream servers and a sane replica
+    /// count; `[cluster]` alone (without `replicated`) is allowed and unused.
+    fn validate_cluster(&self) -> Result<(), String> {
+        if self.store.durability != Durability::Replicated {
+            return Ok(());
+        }
+        let cluster = &self.cluster;
+        let slug = |id: &str| (1..=32).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if !slug(&cluster.node) {
+            return Err(format!("cluster.node {:?} must be 1-32 of a-z, 0-9 and - (store.durability = \"replicated\" needs it)", cluster.node));
+        }
+        if cluster.nats.is_empty() {
+            return Err("cluster.nats must name at least one JetStream server (store.durability = \"replicated\")".into());
+        }
+        if !matches!(cluster.replicas, 1 | 3 | 5) {
+            return Err("cluster.replicas must be 1, 3 or 5".into());
+        }
+        if cluster.lease_ms < 500 || cluster.retention_days == 0 || cluster.request_timeout_ms == 0 {
+            return Err("cluster.lease_ms must be at least 500, cluster.retention_days and cluster.request_timeout_ms at least 1".into());
+        }
+        Ok(())
     }
 
     /// The keys parse, and each names only stores that exist (a typo would

@@ -2,7 +2,11 @@
 //!
 //! - [`domain`]: the menu, the order and its state machine — pure, no I/O.
 //! - [`actors`]: order, payment, barista pool, projection; the engine they share.
-//! - [`persistence`]: RocksDB, the codec, the store writer, recovery.
+//! - [`persistence`]: RocksDB, the codec, the store writer, the journal seam
+//!   (local, or each store's replicated JetStream journal).
+//! - [`recovery`]: start-up recovery and reconciliation (drives the actors over
+//!   what persistence reads back).
+//! - [`feed`]: the event feed on JetStream (replicated mode).
 //! - [`http`]: the API of `API.md`, on a hardened hyper loop.
 //! - [`app`]: starts and stops all of it as one unit.
 //! - [`cli`]: the `crema` command line.
@@ -14,10 +18,12 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod feed;
 pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod payment_sim;
 pub mod persistence;
+pub mod recovery;
 pub mod rush;
 pub mod telemetry;

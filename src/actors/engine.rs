@@ -25,7 +25,7 @@ use crate::config::{GatewayKind, Settings};
 use crate::gateway::{HttpGateway, PaymentGateway, SimulatedGateway};
 use crate::metrics::HttpMetrics;
 use crate::domain::{Menu, Order, OrderStatus};
-use crate::persistence::{Store, StoreError, StoreWriter};
+use crate::persistence::{Journal, Store, StoreError};
 
 thread_local! {
     /// Set on the order arbiters' threads: an order actor started from code
@@ -94,7 +94,9 @@ pub struct Engine {
     pub settings: Settings,
     pub menu: Menu,
     pub store: Store,
-    pub writer: StoreWriter,
+    /// Where every durable change goes: RocksDB, or each store's replicated
+    /// journal and then RocksDB (`crate::persistence::journal`).
+    pub journal: Journal,
     /// One payment actor per order arbiter, sharing one breaker and bulkhead:
     /// a charge is a message to the actor on the order actor's own thread.
     payments: Vec<Addr<PaymentActor>>,
@@ -121,15 +123,8 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the actors on `system` over an opened store.
-    pub fn start(settings: Settings, store: Store, system: &ActorSystem) -> Result<Arc<Engine>, String> {
-        let writer = StoreWriter::start(
-            store.clone(),
-            settings.store.durability,
-            settings.store.max_batch,
-            settings.store.mailbox,
-            Duration::from_micros(settings.store.group_linger_us),
-        );
+    /// Starts the actors on `system` over an opened store and its journal.
+    pub fn start(settings: Settings, store: Store, journal: Journal, system: &ActorSystem) -> Result<Arc<Engine>, String> {
         let gateway: Arc<dyn PaymentGateway> = match settings.payment.gateway {
             GatewayKind::Simulated => Arc::new(SimulatedGateway::new(settings.payment.simulated.clone())),
             GatewayKind::Http => Arc::new(HttpGateway::new(
@@ -162,7 +157,7 @@ impl Engine {
             menu: settings.menu(),
             settings,
             store,
-            writer,
+            journal,
             payments,
             payment_stats,
             stores,

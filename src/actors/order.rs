@@ -52,8 +52,9 @@ pub enum OrderError {
     #[error("storage failed: {0}")]
     Store(#[from] StoreError),
     /// The charge succeeded but the order could not be stored: not placed.
+    /// `fenced`: because another node writes the store now.
     #[error("the order could not be stored (charge refunded: {refunded})")]
-    NotStored { refunded: bool },
+    NotStored { refunded: bool, fenced: bool },
     #[error("the engine is shutting down")]
     ShuttingDown,
 }
@@ -97,6 +98,15 @@ impl OrderActor {
         OrderActor { id, engine, order, refund_backoff_ms, passivation: None }
     }
 
+    /// A command of a store this node no longer writes (replicated, fenced)
+    /// is not answered from this node's stale state, not even a repeat.
+    fn ensure_writer(&self) -> Result<(), OrderError> {
+        match &self.order {
+            Some(order) if self.engine.journal.is_fenced(&order.store) => Err(OrderError::Store(StoreError::Fenced(order.store.clone()))),
+            _ => Ok(()),
+        }
+    }
+
     /// Applies `event` to a copy, commits it with whatever `extra` adds to the
     /// batch, and only then adopts and publishes it.
     fn persist(&mut self, event: OrderEvent, extra: impl FnOnce(&Order, &mut Batch)) -> Step<Result<Arc<Order>, OrderError>> {
@@ -111,7 +121,7 @@ impl OrderActor {
         let mut batch = Batch::new();
         batch.put_order(&next);
         extra(&next, &mut batch);
-        let writer = self.engine.writer.clone();
+        let writer = self.engine.journal.clone();
         Box::pin(async move { writer.commit(batch).await.map(|()| next) }.into_actor(self).map(
             move |committed, act, _| {
                 let next = Arc::new(committed?);
@@ -249,14 +259,16 @@ impl Handler<Place> for OrderActor {
         let Place { draft, payment_key, idempotency, held } = msg;
         let store = draft.store.clone();
         let tickets = draft.ticket_count();
+        let draft_store = draft.store.clone();
         let saga = async move {
             let intent = PaymentIntent {
                 key: payment_key.clone(),
                 order_id: id.clone(),
                 amount: draft.total,
                 created_ms: now_ms(),
+                store: draft.store.clone(),
             };
-            engine.writer.commit(std::mem::take(Batch::new().put_intent(&intent))).await?;
+            engine.journal.commit(std::mem::take(Batch::new().put_intent(&intent))).await?;
             let charge = Charge { key: payment_key.clone(), order_id: id.clone(), amount: draft.total };
             let charged = engine.payment().send(charge).await.unwrap_or_else(|err| {
                 Err(PaymentError::Unavailable { reason: err.to_string(), retry_after_s: 1 })
@@ -278,17 +290,23 @@ impl Handler<Place> for OrderActor {
                     if let Some((key, _)) = &idempotency {
                         batch.put_idempotency(key, &record(IdempotentOutcome::Created(order.clone())));
                     }
-                    if let Err(err) = engine.writer.commit(batch).await {
-                        // Charged but not stored: not placed. Refund now rather
-                        // than at the next reconciliation; the intent stays until
-                        // the store can write, so a failed refund is retried there.
+                    if let Err(err) = engine.journal.commit(batch).await {
+                        if matches!(err, StoreError::JournalUnavailable(_)) {
+                            // No answer from the replicated journal (only while
+                            // crema stops): the order may yet be in it, so no
+                            // refund here; the intent, journaled, settles it.
+                            return Err(OrderError::Store(err));
+                        }
+                        // Charged but not stored (refused): not placed. Refund now
+                        // rather than at the next reconciliation; the intent stays
+                        // until the store can write, so a failed refund is retried there.
                         tracing::error!(order = %id, %err, "the paid order could not be stored; refunding its charge");
                         let payment_id = order.payment.payment_id.clone();
                         let refunded = matches!(engine.payment().send(Refund { payment_id }).await, Ok(Ok(())));
                         if refunded {
-                            let _ = engine.writer.commit(std::mem::take(Batch::new().delete_intent(&payment_key))).await;
+                            let _ = engine.journal.commit(std::mem::take(Batch::for_store(&order.store).delete_intent(&payment_key))).await;
                         }
-                        return Err(OrderError::NotStored { refunded });
+                        return Err(OrderError::NotStored { refunded, fenced: matches!(err, StoreError::Fenced(_)) });
                     }
                     for ticket in tickets_for(&order, me) {
                         if !super::deliver(&store.pool, Enqueue(ticket)) {
@@ -298,17 +316,17 @@ impl Handler<Place> for OrderActor {
                     Ok(Arc::new(order))
                 }
                 Err(PaymentError::Declined) => {
-                    let mut batch = Batch::new();
+                    let mut batch = Batch::for_store(&draft_store);
                     batch.delete_intent(&payment_key);
                     if let Some((key, _)) = &idempotency {
                         batch.put_idempotency(key, &record(IdempotentOutcome::Declined));
                     }
-                    engine.writer.commit(batch).await?;
+                    engine.journal.commit(batch).await?;
                     Err(OrderError::Declined)
                 }
                 Err(PaymentError::Unavailable { reason, retry_after_s }) => {
                     // Nothing was charged: the intent has nothing left to reconcile.
-                    engine.writer.commit(std::mem::take(Batch::new().delete_intent(&payment_key))).await?;
+                    engine.journal.commit(std::mem::take(Batch::for_store(&draft_store).delete_intent(&payment_key))).await?;
                     Err(OrderError::PaymentUnavailable { reason, retry_after_s })
                 }
                 Err(PaymentError::Unknown(reason)) => {
@@ -358,6 +376,9 @@ impl Handler<Cancel> for OrderActor {
     type Result = AtomicResponse<Self, Result<Arc<Order>, OrderError>>;
 
     fn handle(&mut self, _: Cancel, _: &mut Self::Context) -> Self::Result {
+        if let Err(err) = self.ensure_writer() {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(err))));
+        }
         let order = match &self.order {
             None => return AtomicResponse::new(Box::pin(fut::ready(Err(OrderError::NotFound)))),
             Some(order) if order.status == OrderStatus::Cancelled => {
@@ -418,6 +439,9 @@ impl Handler<Pickup> for OrderActor {
     type Result = AtomicResponse<Self, Result<Arc<Order>, OrderError>>;
 
     fn handle(&mut self, _: Pickup, _: &mut Self::Context) -> Self::Result {
+        if let Err(err) = self.ensure_writer() {
+            return AtomicResponse::new(Box::pin(fut::ready(Err(err))));
+        }
         // A repeated pickup answers the order as it is, like a repeated cancel.
         if let Some(order) = self.order.as_ref().filter(|order| order.status == OrderStatus::PickedUp) {
             return AtomicResponse::new(Box::pin(fut::ready(Ok(order.clone()))));

@@ -90,6 +90,11 @@ pub enum ApiError {
     /// the data lives.
     #[error("{0}")]
     StorageUnavailable(String),
+    /// 503 `store_unavailable` (contract v3): this node does not write the
+    /// store now (another node took it over, or its journal does not answer);
+    /// the request had no effect.
+    #[error("{0}")]
+    StoreUnavailable(String),
     /// 500. The detail stays in the log; the client gets a generic one.
     #[error("internal error: {0}")]
     Internal(String),
@@ -97,6 +102,8 @@ pub enum ApiError {
 
 /// How long a client is asked to wait when the store cannot write.
 const STORAGE_RETRY_AFTER_S: u64 = 5;
+/// How long a client is asked to wait while this node cannot write a store.
+const STORE_UNAVAILABLE_RETRY_AFTER_S: u64 = 2;
 /// How long a client is asked to wait while a store's ordering is paused (a
 /// pause is a person's decision: there is no better estimate).
 const STORE_PAUSED_RETRY_AFTER_S: u64 = 60;
@@ -112,6 +119,7 @@ impl ApiError {
             | ApiError::Overloaded { .. }
             | ApiError::Timeout
             | ApiError::StorageUnavailable(_)
+            | ApiError::StoreUnavailable(_)
             | ApiError::StorePaused
             | ApiError::StoreBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -167,6 +175,7 @@ impl ApiError {
             ApiError::BodyTimeout(_) => "body_timeout",
             ApiError::PlacementPending { .. } => "placement_pending",
             ApiError::StorageUnavailable(_) => "storage_unavailable",
+            ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -178,6 +187,7 @@ impl ApiError {
             }
             ApiError::Timeout | ApiError::TooManyRequests(_) | ApiError::PlacementPending { .. } => Some(1),
             ApiError::StorageUnavailable(_) => Some(STORAGE_RETRY_AFTER_S),
+            ApiError::StoreUnavailable(_) => Some(STORE_UNAVAILABLE_RETRY_AFTER_S),
             ApiError::StorePaused => Some(STORE_PAUSED_RETRY_AFTER_S),
             ApiError::StoreBusy { retry_after_s, .. } => Some((*retry_after_s).max(1)),
             _ => None,
@@ -279,7 +289,11 @@ impl From<OrderError> for ApiError {
             OrderError::Declined => ApiError::PaymentDeclined,
             OrderError::PaymentUnavailable { reason, retry_after_s } => ApiError::PaymentUnavailable { reason, retry_after_s },
             OrderError::Store(err) => ApiError::from(err),
-            OrderError::NotStored { refunded } => {
+            OrderError::NotStored { refunded, fenced: true } => ApiError::StoreUnavailable(format!(
+                "this store is served by another node now, so the order was not placed; {}. Please order again",
+                if refunded { "the charge was refunded" } else { "the charge will be refunded automatically" }
+            )),
+            OrderError::NotStored { refunded, fenced: false } => {
                 let charge = if refunded {
                     "the charge was refunded"
                 } else {
@@ -303,6 +317,13 @@ impl From<StoreError> for ApiError {
                 ApiError::StorageUnavailable("crema cannot write its store right now; nothing was changed".into())
             }
             StoreError::Closed => ApiError::overloaded("the engine is shutting down"),
+            StoreError::Fenced(store) => {
+                ApiError::StoreUnavailable(format!("store {store} is served by another node now; nothing was changed"))
+            }
+            StoreError::JournalUnavailable(reason) => {
+                tracing::warn!(%reason, "a request failed on the replicated journal");
+                ApiError::StoreUnavailable("the store's journal did not answer; the change was not acknowledged".into())
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -228,7 +228,7 @@ pub async fn sold_out(engine: Arc<Engine>, store: String, change: Option<(String
         } else {
             batch.delete_sold_out(&store.id, &item);
         }
-        engine.writer.commit(batch).await?;
+        engine.journal.commit(batch).await?;
         let mut set = store.sold_out.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if sold_out {
             set.insert(item);
@@ -338,7 +338,13 @@ pub async fn place_order(
         .map_err(|err| ApiError::InvalidOrder(err.to_string()))?;
     let key = idempotency_key(&headers)?;
     ensure_ready(&engine)?;
-    if !engine.writer.is_writable() {
+    if !engine.journal.is_writable(Some(&store.id)) {
+        if engine.journal.is_fenced(&store.id) {
+            return Err(ApiError::StoreUnavailable(format!("store {} is served by another node now; nothing was charged", store.id)));
+        }
+        if engine.journal.replication().is_some() && engine.journal.writer().is_writable() {
+            return Err(ApiError::StoreUnavailable("the store's journal does not take changes right now; nothing was charged".into()));
+        }
         return Err(ApiError::StorageUnavailable("crema cannot save orders right now; nothing was charged".into()));
     }
     // Only a keyed request is ever compared with another.
@@ -573,7 +579,7 @@ pub async fn ordering(engine: Arc<Engine>, store: String, pause: bool) -> Reply 
     } else {
         batch.delete_ordering_paused(&store.id);
     }
-    engine.writer.commit(batch).await?;
+    engine.journal.commit(batch).await?;
     store.ordering_paused.store(pause, Ordering::Release);
     Ok(json(StatusCode::OK, &store_json(&engine, &store)))
 }
@@ -617,7 +623,7 @@ async fn set_station_paused(engine: &Engine, store: &StoreState, id: String, pau
     } else {
         batch.delete_station_paused(&store.id, &id);
     }
-    if let Err(err) = engine.writer.commit(batch).await {
+    if let Err(err) = engine.journal.commit(batch).await {
         // Not kept, so not done: the station goes back to what a restart would find.
         let _ = tell_pool_paused(engine, store, &id, !paused).await;
         return Err(err.into());
@@ -689,7 +695,7 @@ pub async fn stats(engine: Arc<Engine>, caller: Caller) -> Reply {
     }
     let count = |state| stations.iter().filter(|station| station.state == state).count();
     let payment = &engine.payment_stats;
-    let writer = engine.writer.stats();
+    let writer = engine.journal.stats();
     let whole = caller.sees_all();
     let body = serde_json::json!({
         "scope": if whole { serde_json::json!("all") } else { serde_json::json!(per_store.keys().collect::<Vec<_>>()) },
@@ -773,7 +779,7 @@ pub async fn metrics(engine: Arc<Engine>) -> Reply {
     let _ = writeln!(
         out,
         "# HELP crema_storage_writable 1 while the store can write (orders are taken), 0 while it cannot.\n# TYPE crema_storage_writable gauge\ncrema_storage_writable {}",
-        u8::from(engine.writer.is_writable())
+        u8::from(engine.journal.writer().is_writable())
     );
     let store = engine.store.clone();
     let last_backup_ms = tokio::task::spawn_blocking(move || store.last_backup_ms()).await.ok().and_then(Result::ok).flatten();
@@ -814,14 +820,46 @@ pub async fn metrics(engine: Arc<Engine>) -> Reply {
     }
     out.push_str("# HELP crema_brew_seconds A ticket's time at its station, per station kind.\n# TYPE crema_brew_seconds histogram\n");
     out.push_str(&brews);
-    let writer = engine.writer.stats();
+    let writer = engine.journal.stats();
     out.push_str("# HELP crema_store_group_size Requests committed per RocksDB write (group commit).\n# TYPE crema_store_group_size histogram\n");
     writer.group_sizes.render(&mut out, "crema_store_group_size", "", 1.0);
     out.push_str("# HELP crema_store_write_duration_seconds One group's write, WAL sync included.\n# TYPE crema_store_write_duration_seconds histogram\n");
     writer.write_us.render(&mut out, "crema_store_write_duration_seconds", "", 1e6);
+    if let Some(replicated) = engine.journal.replication() {
+        render_journal(&mut out, replicated, engine.stores.iter().map(|store| store.id.as_str()));
+    }
     let mut response = Response::new(out.into());
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     Ok(response)
+}
+
+/// The replicated journal's families (`store.durability = "replicated"` only).
+fn render_journal<'a>(out: &mut String, replicated: &crate::persistence::jetstream::Replicated, stores: impl Iterator<Item = &'a str>) {
+    use std::fmt::Write as _;
+    let stats = replicated.stats();
+    let counters = [
+        ("crema_journal_groups_total", "Journal messages (group commits) JetStream acknowledged.", &stats.groups),
+        ("crema_journal_requests_total", "Write batches those journal messages carried.", &stats.requests),
+        ("crema_journal_fenced_writes_total", "Writes refused because another node wrote the store since (fenced).", &stats.fenced_writes),
+        ("crema_journal_retries_total", "Journal publishes tried again after no answer (timeout, connection lost, no quorum).", &stats.retries),
+        ("crema_journal_replayed_total", "Journal messages replayed into this node's cache at start.", &stats.replayed),
+    ];
+    for (name, help, counter) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", counter.load(Ordering::Relaxed));
+    }
+    out.push_str("# HELP crema_journal_ack_duration_seconds From a journal group's publish to JetStream's acknowledgement, retries included.\n# TYPE crema_journal_ack_duration_seconds histogram\n");
+    stats.ack_us.render(out, "crema_journal_ack_duration_seconds", "", 1e6);
+    out.push_str("# HELP crema_journal_group_size Write batches per journal message.\n# TYPE crema_journal_group_size histogram\n");
+    stats.group_sizes.render(out, "crema_journal_group_size", "", 1.0);
+    let _ = writeln!(
+        out,
+        "# HELP crema_journal_connected 1 while this node is connected to JetStream.\n# TYPE crema_journal_connected gauge\ncrema_journal_connected {}",
+        u8::from(replicated.is_connected())
+    );
+    out.push_str("# HELP crema_store_writable 1 while this node writes the store's journal (owned, not fenced, JetStream answering).\n# TYPE crema_store_writable gauge\n");
+    for store in stores {
+        let _ = writeln!(out, "crema_store_writable{{store=\"{store}\"}} {}", u8::from(replicated.is_writable(store)));
+    }
 }
 
 pub async fn healthz() -> Reply {
@@ -833,8 +871,16 @@ pub async fn healthz() -> Reply {
 pub async fn readyz(engine: Arc<Engine>) -> Reply {
     let status = if !engine.is_ready() {
         "recovering"
-    } else if !engine.writer.is_writable() {
+    } else if !engine.journal.writer().is_writable() {
         "storage_unavailable"
+    } else if let Some(replicated) = engine.journal.replication().filter(|replicated| !replicated.is_healthy()) {
+        // Replicated: every store of this node must be written by this node,
+        // with JetStream answering.
+        let fenced = replicated.fenced_stores();
+        let status = if !replicated.is_connected() { "journal_unreachable" } else if fenced.is_empty() { "journal_stalled" } else { "fenced" };
+        let mut response = json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": status, "fenced": fenced}));
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
+        return Ok(response);
     } else {
         return Ok(json(StatusCode::OK, &serde_json::json!({"status": "ready"})));
     };
@@ -951,7 +997,7 @@ pub async fn backup(engine: Arc<Engine>, body: Bytes) -> Reply {
     // Recorded after the copy (which therefore names the backup before it), for `crema_last_backup_timestamp_seconds`.
     let mut batch = Batch::new();
     batch.put_last_backup(crate::domain::time::now_ms());
-    if let Err(err) = engine.writer.commit(batch).await {
+    if let Err(err) = engine.journal.commit(batch).await {
         tracing::warn!(error = %err, "the backup was written but its time could not be recorded");
     }
     Ok(json(StatusCode::CREATED, &serde_json::json!({"dir": dir.display().to_string(), "took_ms": took_ms})))

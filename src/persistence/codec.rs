@@ -12,9 +12,11 @@ use crate::domain::Order;
 
 /// The envelope format written today. Version 2 added the order's `store`
 /// and pickup `number`, version 3 a line's `options`, `note` and `station`
-/// kind, version 4 the order's `tickets`; older records are still read (see
-/// [`v1`], [`v2`], [`v3`]).
-pub const FORMAT_VERSION: u8 = 4;
+/// kind, version 4 the order's `tickets`, version 5 the `store` of payment
+/// intents and orphan refunds (the replicated journal writes each store's
+/// records on that store's subject); older records are still read (see
+/// [`v1`], [`v2`], [`v3`], [`v4`]).
+pub const FORMAT_VERSION: u8 = 5;
 
 /// Which record an envelope holds; a mismatch means a bug or a corrupted value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +26,7 @@ pub enum Kind {
     Intent = 2,
     OrphanRefund = 3,
     Idempotency = 4,
+    Journal = 5,
 }
 
 /// A charge about to be made: durable before the gateway is called, deleted in
@@ -35,6 +38,8 @@ pub struct PaymentIntent {
     pub order_id: String,
     pub amount: u64,
     pub created_ms: u64,
+    /// The store of the order it pays for.
+    pub store: String,
 }
 
 /// A captured charge that belongs to no established order and must be refunded.
@@ -44,6 +49,27 @@ pub struct OrphanRefund {
     pub payment_id: String,
     pub amount: u64,
     pub created_ms: u64,
+    /// The store whose placement made the charge.
+    pub store: String,
+}
+
+/// One message of a store's replicated journal (`crema.journal.<store>`):
+/// either a group of changes (every write batch of one group commit, in
+/// order) or the takeover record with which a node starts writing a store
+/// (it makes every older writer's next conditional publish fail).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JournalEntry {
+    Changes { node: String, ops: Vec<JournalOp> },
+    Takeover { node: String, at_ms: u64 },
+}
+
+/// One RocksDB change of a journal group: a put (`value`) or a delete, in a
+/// column family named by its [`super::Cf::code`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalOp {
+    pub cf: u8,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
 }
 
 /// The remembered outcome of a request made with an `Idempotency-Key`.
@@ -135,6 +161,8 @@ pub fn decode_order(bytes: &[u8]) -> Result<Order, CodecError> {
         1 => decode_body::<v1::Order>(Kind::Order, bytes).map(Order::from),
         2 => decode_body::<v2::Order>(Kind::Order, bytes).map(Order::from),
         3 => decode_body::<v3::Order>(Kind::Order, bytes).map(Order::from),
+        // Version 5 changed no order: a version 4 order is today's.
+        4 => decode_body(Kind::Order, bytes),
         _ => decode(Kind::Order, bytes),
     }
 }
@@ -144,7 +172,10 @@ pub fn encode_intent(intent: &PaymentIntent) -> Vec<u8> {
 }
 
 pub fn decode_intent(bytes: &[u8]) -> Result<PaymentIntent, CodecError> {
-    decode(Kind::Intent, bytes)
+    match envelope_version(bytes)? {
+        1..=4 => decode_body::<v4::PaymentIntent>(Kind::Intent, bytes).map(PaymentIntent::from),
+        _ => decode(Kind::Intent, bytes),
+    }
 }
 
 pub fn encode_orphan_refund(refund: &OrphanRefund) -> Vec<u8> {
@@ -152,8 +183,39 @@ pub fn encode_orphan_refund(refund: &OrphanRefund) -> Vec<u8> {
 }
 
 pub fn decode_orphan_refund(bytes: &[u8]) -> Result<OrphanRefund, CodecError> {
-    decode(Kind::OrphanRefund, bytes)
+    match envelope_version(bytes)? {
+        1..=4 => decode_body::<v4::OrphanRefund>(Kind::OrphanRefund, bytes).map(OrphanRefund::from),
+        _ => decode(Kind::OrphanRefund, bytes),
+    }
 }
+
+pub fn encode_journal(entry: &JournalEntry) -> Vec<u8> {
+    encode(Kind::Journal, entry)
+}
+
+/// A journal message. Groups may be larger than one record: up to
+/// [`JOURNAL_LIMIT_BYTES`].
+pub fn decode_journal(bytes: &[u8]) -> Result<JournalEntry, CodecError> {
+    match envelope_version(bytes)? {
+        FORMAT_VERSION => {
+            let [_, found, body @ ..] = bytes else { return Err(CodecError::Truncated) };
+            if *found != Kind::Journal as u8 {
+                return Err(CodecError::Kind { expected: Kind::Journal, found: *found });
+            }
+            let config = bincode::config::standard().with_limit::<JOURNAL_LIMIT_BYTES>();
+            let (value, read) = bincode::serde::decode_from_slice(body, config)?;
+            if read != body.len() {
+                return Err(CodecError::Trailing(body.len() - read));
+            }
+            Ok(value)
+        }
+        version => Err(CodecError::Version(version)),
+    }
+}
+
+/// Most bytes a journal message may claim while decoding (JetStream's
+/// default `max_payload` is 1 MiB; groups are cut well below it).
+pub const JOURNAL_LIMIT_BYTES: usize = 8 << 20;
 
 pub fn encode_idempotency(record: &IdempotencyRecord) -> Vec<u8> {
     encode(Kind::Idempotency, record)
@@ -383,6 +445,54 @@ mod v3 {
 
 }
 
+/// Intents and orphan refunds of formats 1 to 4: without their store (the
+/// default store's, as every order of a build before stores was).
+mod v4 {
+    use serde::Deserialize;
+
+    use crate::domain::order::DEFAULT_STORE;
+
+    #[derive(Deserialize)]
+    pub struct PaymentIntent {
+        key: String,
+        order_id: String,
+        amount: u64,
+        created_ms: u64,
+    }
+
+    impl From<PaymentIntent> for super::PaymentIntent {
+        fn from(old: PaymentIntent) -> Self {
+            super::PaymentIntent {
+                key: old.key,
+                order_id: old.order_id,
+                amount: old.amount,
+                created_ms: old.created_ms,
+                store: DEFAULT_STORE.to_owned(),
+            }
+        }
+    }
+
+    #[derive(Deserialize)]
+    pub struct OrphanRefund {
+        key: String,
+        payment_id: String,
+        amount: u64,
+        created_ms: u64,
+    }
+
+    impl From<OrphanRefund> for super::OrphanRefund {
+        fn from(old: OrphanRefund) -> Self {
+            super::OrphanRefund {
+                key: old.key,
+                payment_id: old.payment_id,
+                amount: old.amount,
+                created_ms: old.created_ms,
+                store: DEFAULT_STORE.to_owned(),
+            }
+        }
+    }
+}
+
 /// Queue positions are stored big-endian so RocksDB's byte order is queue order.
 pub fn ticket_key(queue_seq: u64) -> [u8; 8] {
     queue_seq.to_be_bytes()
@@ -452,11 +562,19 @@ mod tests {
 
     #[test]
     fn other_records_round_trip() {
-        let intent = PaymentIntent { key: "k".into(), order_id: "o".into(), amount: 9, created_ms: 1 };
+        let intent = PaymentIntent { key: "k".into(), order_id: "o".into(), amount: 9, created_ms: 1, store: "s".into() };
         assert_eq!(decode_intent(&encode_intent(&intent)).unwrap(), intent);
         let refund =
-            OrphanRefund { key: "k".into(), payment_id: "p".into(), amount: 9, created_ms: 1 };
+            OrphanRefund { key: "k".into(), payment_id: "p".into(), amount: 9, created_ms: 1, store: "s".into() };
         assert_eq!(decode_orphan_refund(&encode_orphan_refund(&refund)).unwrap(), refund);
+        let entry = JournalEntry::Changes {
+            node: "a".into(),
+            ops: vec![JournalOp { cf: 0, key: b"k".to_vec(), value: Some(encode_order(&order())) }, JournalOp { cf: 3, key: b"t".to_vec(), value: None }],
+        };
+        assert_eq!(decode_journal(&encode_journal(&entry)).unwrap(), entry);
+        let takeover = JournalEntry::Takeover { node: "b".into(), at_ms: 7 };
+        assert_eq!(decode_journal(&encode_journal(&takeover)).unwrap(), takeover);
+        assert!(decode_journal(&encode_intent(&intent)).is_err(), "another record is not a journal entry");
         let record = IdempotencyRecord {
             body_sha256: [7; 32],
             outcome: IdempotentOutcome::Created(order()),
@@ -477,6 +595,18 @@ mod tests {
         let mut trailing = bytes.clone();
         trailing.push(0);
         assert!(matches!(decode_order(&trailing), Err(CodecError::Trailing(1))));
+    }
+
+    #[test]
+    fn intents_and_refunds_of_format_4_are_the_default_stores() {
+        let mut intent = vec![4, Kind::Intent as u8];
+        bincode::serde::encode_into_std_write(("k", "o", 9_u64, 1_u64), &mut intent, bincode::config::standard()).unwrap();
+        let intent = decode_intent(&intent).unwrap();
+        assert_eq!((intent.order_id.as_str(), intent.store.as_str()), ("o", crate::domain::order::DEFAULT_STORE));
+        let mut refund = vec![4, Kind::OrphanRefund as u8];
+        bincode::serde::encode_into_std_write(("k", "p", 9_u64, 1_u64), &mut refund, bincode::config::standard()).unwrap();
+        let refund = decode_orphan_refund(&refund).unwrap();
+        assert_eq!((refund.payment_id.as_str(), refund.store.as_str()), ("p", crate::domain::order::DEFAULT_STORE));
     }
 
     /// An order as versions 1 and 2 knew it: lines without options, note or station.

@@ -2,8 +2,12 @@
 //!
 //! - [`codec`]: the one place records are encoded and decoded (versioned bincode envelope).
 //! - [`store`]: the database, its column families and the read paths.
-//! - [`writer`]: the store writer, the single place that writes, with group commit.
-//! - [`recovery`]: what start-up reads back to revive live orders.
+//! - [`writer`]: the store writer, the single place that writes RocksDB, with group commit.
+//! - [`journal`]: the seam every durable change goes through: RocksDB alone
+//!   (`sync`/`async`), or a store's replicated JetStream journal first ([`jetstream`]).
+//!
+//! Recovery (what start-up reads back to revive live orders) drives actors, so
+//! it lives above this module, in `crate::recovery`: nothing here imports actors.
 //!
 //! On-disk layout (column families; keys are bytes, values are codec envelopes):
 //!
@@ -20,10 +24,12 @@
 //! A snapshot and every index entry it implies are written in one atomic batch.
 
 pub mod codec;
-pub mod recovery;
+pub mod jetstream;
+pub mod journal;
 pub mod store;
 pub mod writer;
 
 pub use codec::{IdempotencyRecord, IdempotentOutcome, OrphanRefund, PaymentIntent};
+pub use journal::Journal;
 pub use store::{Batch, Cf, Store, StoreError};
 pub use writer::{StoreWriter, WriterStats};

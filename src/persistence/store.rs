@@ -17,6 +17,7 @@ use crate::domain::Order;
 pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Cf {
     Orders,
     Intents,
@@ -30,6 +31,22 @@ pub enum Cf {
 impl Cf {
     pub const ALL: [Cf; 7] =
         [Cf::Orders, Cf::Intents, Cf::Refunds, Cf::Tickets, Cf::Customers, Cf::Idempotency, Cf::Meta];
+
+    /// The column family's number in journal records ([`super::codec::JournalOp`]).
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<Cf> {
+        Cf::ALL.get(usize::from(code)).copied()
+    }
+
+    /// Whether a store's journal carries this family's changes. `meta` is the
+    /// node's own (probe, backups, the first-start key) except for the keys of
+    /// store settings, which [`Batch`] marks with their store.
+    pub fn is_journaled(self) -> bool {
+        !matches!(self, Cf::Meta)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -57,15 +74,34 @@ pub enum StoreError {
     /// A write failed on purpose ([`super::StoreWriter::inject_failures`], tests only).
     #[error("injected write failure")]
     Injected,
+    /// Another node wrote the store's journal since this one last did: this
+    /// node no longer owns the store and must not acknowledge its changes.
+    #[error("store {0} is written by another node now (fenced)")]
+    Fenced(String),
+    /// The replicated journal did not take the write (JetStream unreachable,
+    /// no quorum); the change was not acknowledged.
+    #[error("the replicated journal is unavailable: {0}")]
+    JournalUnavailable(String),
+    /// A batch of store records that names no store (a bug: the replicated
+    /// journal must know whose subject carries it).
+    #[error("a batch of store records names no store")]
+    Unscoped,
 }
 
-/// One atomic unit of writes: everything one state change implies.
-#[derive(Debug, Default)]
+/// One atomic unit of writes: everything one state change implies. A batch
+/// of one store's records carries that store's id (set by the calls that
+/// know it, or by [`Batch::for_store`]): in replicated mode it is written on
+/// that store's journal. A batch without a store is the node's own.
+#[derive(Debug, Default, Clone)]
 pub struct Batch {
     pub(crate) ops: Vec<Op>,
+    pub(crate) store: Option<String>,
+    /// Housekeeping of this node's cache only (expired idempotency records:
+    /// every node expires them by the same rule), never journaled.
+    pub(crate) cache_only: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Op {
     Put(Cf, Vec<u8>, Vec<u8>),
     Delete(Cf, Vec<u8>),
@@ -74,6 +110,84 @@ pub(crate) enum Op {
 impl Batch {
     pub fn new() -> Self {
         Batch::default()
+    }
+
+    /// An empty batch of `store`'s records.
+    pub fn for_store(store: &str) -> Self {
+        Batch { ops: Vec::new(), store: Some(store.to_owned()), cache_only: false }
+    }
+
+    /// An empty batch of this node's cache housekeeping (see `cache_only`).
+    pub fn cache_only() -> Self {
+        Batch { cache_only: true, ..Batch::default() }
+    }
+
+    /// The store whose records this batch holds, if it names one.
+    pub fn store(&self) -> Option<&str> {
+        self.store.as_deref()
+    }
+
+    fn of_store(&mut self, store: &str) -> &mut Self {
+        if self.store.is_none() {
+            self.store = Some(store.to_owned());
+        }
+        debug_assert_eq!(self.store.as_deref(), Some(store), "one batch, one store");
+        self
+    }
+
+    /// Whether this batch holds records a store's journal must carry.
+    pub fn has_store_records(&self) -> bool {
+        !self.cache_only && self.ops.iter().any(|op| match op {
+            Op::Put(cf, key, _) | Op::Delete(cf, key) => cf.is_journaled() || is_store_meta(key),
+        })
+    }
+
+    /// This cache has applied `store`'s journal up to `seq` (written in the
+    /// batch that applies that group, so the two cannot disagree).
+    pub fn put_journal_seq(&mut self, store: &str, seq: u64) -> &mut Self {
+        self.ops.push(Op::Put(Cf::Meta, journal_seq_key(store), seq.to_be_bytes().to_vec()));
+        self
+    }
+
+    /// The ops as a journal group carries them.
+    pub fn journal_ops(&self) -> Vec<super::codec::JournalOp> {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                Op::Put(cf, key, value) => super::codec::JournalOp { cf: cf.code(), key: key.clone(), value: Some(value.clone()) },
+                Op::Delete(cf, key) => super::codec::JournalOp { cf: cf.code(), key: key.clone(), value: None },
+            })
+            .collect()
+    }
+
+    /// A group read back from `store`'s journal, as a batch for this cache;
+    /// an op naming a column family this build does not know is an error.
+    pub fn from_journal_ops(store: &str, ops: Vec<super::codec::JournalOp>) -> Result<Batch, CodecError> {
+        let mut batch = Batch::for_store(store);
+        for op in ops {
+            let cf = Cf::from_code(op.cf).ok_or(CodecError::Kind { expected: super::codec::Kind::Journal, found: op.cf })?;
+            batch.ops.push(match op.value {
+                Some(value) => Op::Put(cf, op.key, value),
+                None => Op::Delete(cf, op.key),
+            });
+        }
+        Ok(batch)
+    }
+
+    /// The bytes of its keys and values (a journal group's size bound).
+    pub fn ops_bytes(&self) -> usize {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                Op::Put(_, key, value) => key.len() + value.len(),
+                Op::Delete(_, key) => key.len(),
+            })
+            .sum()
+    }
+
+    /// Adds every op of `other` after this batch's own (group commit).
+    pub(crate) fn extend_ops(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
     }
 
     pub fn len(&self) -> usize {
@@ -86,6 +200,7 @@ impl Batch {
 
     /// The order's snapshot.
     pub fn put_order(&mut self, order: &Order) -> &mut Self {
+        self.of_store(&order.store);
         self.ops.push(Op::Put(Cf::Orders, order.id.as_bytes().to_vec(), codec::encode_order(order)));
         self
     }
@@ -109,6 +224,7 @@ impl Batch {
     }
 
     pub fn put_intent(&mut self, intent: &PaymentIntent) -> &mut Self {
+        self.of_store(&intent.store);
         self.ops.push(Op::Put(Cf::Intents, intent.key.as_bytes().to_vec(), codec::encode_intent(intent)));
         self
     }
@@ -127,33 +243,39 @@ impl Batch {
 
     /// A station's pause, kept across restarts (`meta/station-paused/{store}/{id}`).
     pub fn put_station_paused(&mut self, store: &str, station: &str) -> &mut Self {
+        self.of_store(store);
         self.ops.push(Op::Put(Cf::Meta, station_paused_key(store, station), Vec::new()));
         self
     }
 
     /// An item sold out at a store ("86"), kept across restarts (`meta/sold-out/{store}/{ref}`).
     pub fn put_sold_out(&mut self, store: &str, item: &str) -> &mut Self {
+        self.of_store(store);
         self.ops.push(Op::Put(Cf::Meta, sold_out_key(store, item), Vec::new()));
         self
     }
 
     pub fn delete_sold_out(&mut self, store: &str, item: &str) -> &mut Self {
+        self.of_store(store);
         self.ops.push(Op::Delete(Cf::Meta, sold_out_key(store, item)));
         self
     }
 
     /// A store's ordering pause, kept across restarts (`meta/ordering-paused/{store}`).
     pub fn put_ordering_paused(&mut self, store: &str) -> &mut Self {
+        self.of_store(store);
         self.ops.push(Op::Put(Cf::Meta, [ORDERING_PAUSED, store.as_bytes()].concat(), Vec::new()));
         self
     }
 
     pub fn delete_ordering_paused(&mut self, store: &str) -> &mut Self {
+        self.of_store(store);
         self.ops.push(Op::Delete(Cf::Meta, [ORDERING_PAUSED, store.as_bytes()].concat()));
         self
     }
 
     pub fn delete_station_paused(&mut self, store: &str, station: &str) -> &mut Self {
+        self.of_store(store);
         self.ops.push(Op::Delete(Cf::Meta, station_paused_key(store, station)));
         // The key of a build before stores (`station-paused/{id}`, the default store's).
         if store == crate::domain::order::DEFAULT_STORE {
@@ -168,6 +290,7 @@ impl Batch {
     }
 
     pub fn put_orphan_refund(&mut self, refund: &OrphanRefund) -> &mut Self {
+        self.of_store(&refund.store);
         self.ops.push(Op::Put(Cf::Refunds, refund.key.as_bytes().to_vec(), codec::encode_orphan_refund(refund)));
         self
     }
@@ -387,6 +510,15 @@ impl Store {
         Ok(())
     }
 
+    /// The last sequence of `store`'s journal this cache has applied (0: none).
+    pub fn journal_seq(&self, store: &str) -> Result<u64, StoreError> {
+        Ok(self
+            .db
+            .get_cf(self.cf(Cf::Meta), journal_seq_key(store))?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
     /// When the last backup was written (ms since the epoch), if one was.
     pub fn last_backup_ms(&self) -> Result<Option<u64>, StoreError> {
         Ok(self.db.get_cf(self.cf(Cf::Meta), LAST_BACKUP)?.and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok()).map(u64::from_be_bytes))
@@ -478,12 +610,26 @@ impl Store {
 const FIRST_ADMIN_KEY: &[u8] = b"first-admin-key-sha256";
 const LAST_BACKUP: &[u8] = b"last-backup-ms";
 
+/// Whether a `meta` key is one of a store's settings (its journal carries those).
+fn is_store_meta(key: &[u8]) -> bool {
+    [STATION_PAUSED, SOLD_OUT, ORDERING_PAUSED].iter().any(|prefix| key.starts_with(prefix))
+}
+
+/// The key of a store's last journal sequence applied to this cache (`meta`).
+pub(crate) fn journal_seq_key(store: &str) -> Vec<u8> {
+    [JOURNAL_SEQ, store.as_bytes()].concat()
+}
+
+const JOURNAL_SEQ: &[u8] = b"journal-seq/";
+
 fn corrupt(cf: Cf, key: &[u8], source: CodecError) -> StoreError {
     StoreError::Corrupt { cf: cf.name(), key: String::from_utf8_lossy(key).into_owned(), source }
 }
 
+const SOLD_OUT: &[u8] = b"sold-out/";
+
 fn sold_out_key(store: &str, item: &str) -> Vec<u8> {
-    [b"sold-out/".as_slice(), store.as_bytes(), b"/", item.as_bytes()].concat()
+    [SOLD_OUT, store.as_bytes(), b"/", item.as_bytes()].concat()
 }
 
 /// Prefix of the meta keys that mark a store whose ordering is paused.

@@ -109,7 +109,7 @@ async fn a_charge_whose_order_cannot_be_stored_is_refunded_at_once_and_reported_
     // The intent is written and the charge under way: the next write, the
     // order itself, fails as on a full disk.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    app.engine().writer.inject_failures(1);
+    app.engine().journal.writer().inject_failures(1);
     let (status, problem) = slow.await.unwrap();
     assert_eq!(status, 503, "{problem}");
     assert_eq!(problem["code"], "storage_unavailable");
@@ -132,7 +132,7 @@ async fn a_ticket_move_the_store_refuses_is_retried_so_the_order_still_becomes_r
     let id = order["id"].as_str().unwrap();
     assert_eq!(app.station("bar-1", "next").await.status(), 200);
     app.wait_for(id, "brewing", Duration::from_secs(5)).await;
-    app.engine().writer.inject_failures(1);
+    app.engine().journal.writer().inject_failures(1);
     assert_eq!(app.station("bar-1", "done").await.status(), 200);
     app.wait_for(id, "ready", Duration::from_secs(10)).await;
     app.shutdown().await;

@@ -25,6 +25,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use crate::helpers::{free_port, wait_until, Process};
+use crate::nats::NatsCluster;
 
 /// What a client was finally told about one key.
 #[derive(Debug, Clone)]
@@ -66,9 +67,20 @@ struct Cluster {
     sim: Option<Process>,
 }
 
+/// Where the soak's crema keeps its orders.
+pub enum Durability<'a> {
+    /// RocksDB alone (`sync`, the default).
+    Local,
+    /// `replicated` on these JetStream servers; `wipe`: every kill also
+    /// deletes crema's data directory (the disk dies with the machine), and
+    /// every other cycle kills (or pauses) one JetStream server too.
+    Replicated { nats: &'a mut NatsCluster, wipe: bool },
+}
+
 impl Cluster {
-    fn start(dir: &Path) -> Cluster {
-        std::fs::write(dir.join("crema.toml"), format!("{STORES}{}", crate::helpers::admin_toml())).unwrap();
+    fn start(dir: &Path, replicated: Option<&NatsCluster>) -> Cluster {
+        let cluster_toml = replicated.map(|nats| nats.crema_toml("a")).unwrap_or_default();
+        std::fs::write(dir.join("crema.toml"), format!("{STORES}{}{cluster_toml}", crate::helpers::admin_toml())).unwrap();
         let mut cluster = Cluster { dir: dir.to_owned(), crema_port: free_port(), sim_port: free_port(), crema: None, sim: None };
         cluster.start_sim();
         cluster.start_crema();
@@ -276,9 +288,13 @@ async fn all_orders(client: &reqwest::Client, base: &str) -> HashMap<String, Val
     }
 }
 
-pub async fn soak(cycles: usize) {
+pub async fn soak(cycles: usize, mut durability: Durability<'_>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = Cluster::start(dir.path());
+    let mut cluster = Cluster::start(dir.path(), match &durability {
+        Durability::Local => None,
+        Durability::Replicated { nats, .. } => Some(&**nats),
+    });
+    let mut nemeses = Vec::new();
     let ledger: Arc<Mutex<Ledger>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let workers: Vec<_> = (0..12)
@@ -294,6 +310,12 @@ pub async fn soak(cycles: usize) {
             cluster.sim.take().unwrap().kill_9();
             cluster.start_sim();
         }
+        if let Durability::Replicated { nats, wipe } = &mut durability {
+            if *wipe {
+                std::fs::remove_dir_all(cluster.dir.join("data")).unwrap();
+            }
+            nemeses.push(jetstream_nemesis(nats, cycle).await);
+        }
         cluster.start_crema();
         let placed = ledger.lock().unwrap().outcomes.len();
         eprintln!("soak: cycle {cycle}/{cycles}: killed crema{} at {:?}; {placed} orders answered so far", if sim_too { " and payment-sim" } else { "" }, began.elapsed());
@@ -302,6 +324,9 @@ pub async fn soak(cycles: usize) {
     stop.store(true, Ordering::Relaxed);
     for worker in workers {
         worker.await.unwrap();
+    }
+    if !nemeses.is_empty() {
+        eprintln!("soak: JetStream nemeses: {}", nemeses.join("; "));
     }
     // A clean restart: recovery settles every intent left by the last kill.
     assert!(cluster.crema.take().unwrap().terminate().success());
@@ -444,9 +469,49 @@ pub async fn soak(cycles: usize) {
     assert!(crema.terminate().success());
 }
 
+/// What one cycle of a replicated soak does to JetStream while crema is
+/// down and coming back: odd cycles SIGKILL the journal stream's leader and
+/// start it again once crema serves; every fourth pauses one server (SIGSTOP)
+/// for 10 s, in the background, while crema starts and takes orders. A
+/// majority stays, so nothing acknowledged may be lost.
+async fn jetstream_nemesis(nats: &mut NatsCluster, cycle: usize) -> String {
+    if cycle % 2 == 1 {
+        let leader = nats.stream_leader("CREMA_JOURNAL").await.unwrap_or(0);
+        nats.kill(leader);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        nats.restart(leader);
+        format!("cycle {cycle}: SIGKILL journal leader n{leader}, restarted")
+    } else if cycle % 4 == 0 {
+        let paused = cycle % 3;
+        nats.pause(paused, true);
+        let pid = nats.pid(paused);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            if pid > 0 {
+                // SAFETY: kill(2) on the test's own child's pid has no memory effects.
+                unsafe { libc::kill(pid, libc::SIGCONT) };
+            }
+        });
+        format!("cycle {cycle}: SIGSTOP n{paused} for 10 s")
+    } else {
+        format!("cycle {cycle}: none")
+    }
+}
+
 /// The short soak of `make test`: a few kill cycles, well under 2 minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_soak_loses_duplicates_and_strands_nothing() {
     let cycles = std::env::var("SOAK_CYCLES").ok().and_then(|text| text.parse().ok()).unwrap_or(8);
-    soak(cycles).await;
+    soak(cycles, Durability::Local).await;
+}
+
+/// Replicated: every SIGKILL of crema also deletes its data directory, and
+/// JetStream's journal leader is killed or a server paused on the way; every
+/// acknowledged order must come back from JetStream alone, with the soak's
+/// counts all zero. `CHAOS_CYCLES` for a long run (`make chaos`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_soak_loses_nothing_with_the_disk_and_a_jetstream_server() {
+    let cycles = std::env::var("CHAOS_CYCLES").ok().and_then(|text| text.parse().ok()).unwrap_or(4);
+    let mut nats = NatsCluster::start().await;
+    soak(cycles, Durability::Replicated { nats: &mut nats, wipe: true }).await;
 }

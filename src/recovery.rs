@@ -24,8 +24,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::codec::OrphanRefund;
-use super::store::{Batch, StoreError};
+use crate::persistence::{Batch, OrphanRefund, StoreError};
 use crate::actors::barista::{tickets_for, Enqueue, Pause};
 use crate::actors::engine::Engine;
 use crate::actors::order::OrderActor;
@@ -143,7 +142,7 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
                 }
                 let mut batch = Batch::new();
                 batch.put_order(order).put_ticket(seq, &order.id);
-                engine.writer.commit(batch).await?;
+                engine.journal.commit(batch).await?;
                 if order.status != before {
                     *counts.entry(before).or_default() -= 1;
                     *counts.entry(order.status).or_default() += 1;
@@ -210,14 +209,20 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<ReconcileReport, StoreErr
             report.intents_open += 1;
             continue;
         }
-        let mut batch = Batch::new();
+        let mut batch = Batch::for_store(&intent.store);
         if engine.store.get_order(&intent.order_id)?.is_some() {
             batch.delete_intent(&intent.key);
             report.intents_done += 1;
         } else {
             match engine.payment().send(Lookup { key: intent.key.clone() }).await {
                 Ok(Ok(Some(GatewayPayment::Captured { id }))) => {
-                    let refund = OrphanRefund { key: intent.key.clone(), payment_id: id, amount: intent.amount, created_ms: now };
+                    let refund = OrphanRefund {
+                        key: intent.key.clone(),
+                        payment_id: id,
+                        amount: intent.amount,
+                        created_ms: now,
+                        store: intent.store.clone(),
+                    };
                     batch.put_orphan_refund(&refund).delete_intent(&intent.key);
                     report.intents_refunded += 1;
                 }
@@ -231,12 +236,12 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<ReconcileReport, StoreErr
                 }
             }
         }
-        engine.writer.commit(batch).await?;
+        engine.journal.commit(batch).await?;
     }
     for refund in engine.store.orphan_refunds()? {
         match engine.payment().send(Refund { payment_id: refund.payment_id.clone() }).await {
             Ok(Ok(())) => {
-                engine.writer.commit(std::mem::take(Batch::new().delete_orphan_refund(&refund.key))).await?;
+                engine.journal.commit(std::mem::take(Batch::for_store(&refund.store).delete_orphan_refund(&refund.key))).await?;
                 // The order it was for, not the payment key: no payment keys or ids in logs.
                 let order = refund.key.strip_prefix("crema-").unwrap_or("unknown");
                 tracing::info!(%order, amount = refund.amount, "orphan charge refunded");
@@ -248,11 +253,12 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<ReconcileReport, StoreErr
     let cutoff = now.saturating_sub(engine.settings.orders.idempotency_ttl_s * 1000);
     let expired = engine.store.expired_idempotency_keys(cutoff, 10_000)?;
     if !expired.is_empty() {
-        let mut batch = Batch::new();
+        // Each node's cache expires its own copies by the same rule: not journaled.
+        let mut batch = Batch::cache_only();
         for key in &expired {
             batch.delete_idempotency(key);
         }
-        engine.writer.commit(batch).await?;
+        engine.journal.commit(batch).await?;
         report.idempotency_expired = expired.len();
     }
     Ok(report)

@@ -1,0 +1,602 @@
+//! The replicated journal: each store's changes on NATS JetStream.
+//!
+//! Stream `CREMA_JOURNAL` (file storage, `cluster.replicas` replicas, no age
+//! limit) holds one subject per store, `crema.journal.<store>`. Each message
+//! is a [`JournalEntry`]: a group of changes (every batch of one group commit
+//! of that store, in order) or a takeover record.
+//!
+//! **Fencing, not timing.** Every message is a conditional publish: it names
+//! the sequence of the store subject's last message this node knows
+//! (`Nats-Expected-Last-Subject-Sequence`). JetStream refuses it (10071) when
+//! any other message reached the subject since — another node's takeover or
+//! write. A node starting on a store catches up with its journal and writes a
+//! takeover record; from then on an older writer's next write is refused, and
+//! that node stops acknowledging the store's changes ([`StoreError::Fenced`],
+//! 503 `store_unavailable`). A fenced subject takes one write in flight, so
+//! each store has one committer task that groups whatever waits (up to
+//! `store.max_batch` batches or [`GROUP_BYTES_MAX`]) into one message.
+//!
+//! **Unknown outcomes.** A publish whose ack does not come (timeout, a lost
+//! connection, no quorum) is retried with the same `Nats-Msg-Id`: JetStream
+//! answers a duplicate inside its 2-minute window with the first answer, and
+//! after it the expected-sequence check refuses the copy, whereupon the
+//! subject's last message is read: if it carries our message id, the group
+//! was stored. Meanwhile the store is not writable (new orders are refused
+//! before any charge) and the group's callers wait.
+//!
+//! **The cache.** A group is applied to RocksDB (not synced: the journal is
+//! the durable copy) after JetStream acknowledged it, in the same RocksDB
+//! batch as `meta/journal-seq/<store>`, the last journal sequence applied. At
+//! start a node replays each store's journal from that sequence: a node with
+//! an empty data directory rebuilds every store from JetStream alone.
+//!
+//! Left for later (see the issue notes): checkpoints (a store's load replays
+//! its whole journal today), leases and handover between nodes.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer, message::PublishMessage as Publish, stream};
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec::{self, CodecError, JournalEntry};
+use super::store::{Batch, Store, StoreError};
+use super::writer::StoreWriter;
+use crate::config::ClusterSettings;
+use crate::domain::time::now_ms;
+use crate::metrics::{Histogram, GROUP_SIZES, LATENCY_US};
+
+/// The stream of every store's journal.
+pub const JOURNAL_STREAM: &str = "CREMA_JOURNAL";
+/// The stream of order versions for downstream consumers (API.md "Event feed").
+pub const EVENTS_STREAM: &str = "CREMA_EVENTS";
+/// The header naming the node that wrote a journal message.
+pub const NODE_HEADER: &str = "Crema-Node";
+/// A group's message stays well under JetStream's default 1 MiB `max_payload`.
+pub const GROUP_BYTES_MAX: usize = 512 << 10;
+/// How long start-up waits for JetStream (servers starting, a meta leader elected).
+const STARTUP_PATIENCE: Duration = Duration::from_secs(60);
+
+/// The journal subject of `store`.
+pub fn journal_subject(store: &str) -> String {
+    format!("crema.journal.{store}")
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot reach JetStream at {servers}: {reason}")]
+    Connect { servers: String, reason: String },
+    #[error("JetStream: {0}")]
+    JetStream(String),
+    #[error("the cache: {0}")]
+    Cache(#[from] StoreError),
+    #[error("store {store}: this data directory applied its journal up to {cached}, but the journal ends at {journal}: it belongs to another journal (start with an empty data directory)")]
+    CacheAhead { store: String, cached: u64, journal: u64 },
+    #[error("store {store}: journal message {seq} does not decode: {source}")]
+    Corrupt { store: String, seq: u64, source: CodecError },
+}
+
+/// Counters for `/stats` and `/metrics`.
+#[derive(Debug)]
+pub struct JournalStats {
+    /// Journal messages written (groups).
+    pub groups: AtomicU64,
+    /// Batches those groups carried.
+    pub requests: AtomicU64,
+    /// Batches per group.
+    pub group_sizes: Histogram,
+    /// From a group's publish to JetStream's ack (retries included), µs.
+    pub ack_us: Histogram,
+    /// Writes JetStream refused because another node wrote the store since.
+    pub fenced_writes: AtomicU64,
+    /// Publishes tried again after no answer (timeout, connection lost).
+    pub retries: AtomicU64,
+    /// Journal messages replayed into the cache at start.
+    pub replayed: AtomicU64,
+}
+
+impl Default for JournalStats {
+    fn default() -> Self {
+        JournalStats {
+            groups: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            group_sizes: Histogram::new(GROUP_SIZES),
+            ack_us: Histogram::new(LATENCY_US),
+            fenced_writes: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+        }
+    }
+}
+
+/// What one store's journal is doing, shared by its committer and the handles.
+#[derive(Debug, Default)]
+struct StoreJournalState {
+    /// Another node wrote the store's journal: this node writes it no more.
+    fenced: AtomicBool,
+    /// A group is waiting for JetStream (no answer yet): new changes would wait too.
+    stalled: AtomicBool,
+    /// The sequence of the last message of the store's subject this node knows.
+    last_seq: AtomicU64,
+}
+
+struct Request {
+    batch: Batch,
+    reply: oneshot::Sender<Result<(), StoreError>>,
+}
+
+struct StoreJournal {
+    tx: mpsc::Sender<Request>,
+    state: Arc<StoreJournalState>,
+}
+
+/// The replicated journals of this node's stores.
+pub struct Replicated {
+    node: String,
+    client: async_nats::Client,
+    context: jetstream::Context,
+    stores: HashMap<String, StoreJournal>,
+    stats: Arc<JournalStats>,
+    /// Set by [`Replicated::close`]: a group without an answer stops being retried.
+    closing: Arc<AtomicBool>,
+    committers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl Replicated {
+    /// Connects to JetStream, makes sure the streams exist, brings the cache
+    /// up to date with each of `stores`' journals, takes each of them over
+    /// (the takeover record) and starts their committers.
+    pub async fn open(
+        cluster: &ClusterSettings,
+        stores: &[String],
+        cache: &Store,
+        writer: &StoreWriter,
+        max_batch: usize,
+        mailbox: usize,
+    ) -> Result<Arc<Replicated>, JournalError> {
+        let servers = cluster.nats.join(",");
+        let started = Instant::now();
+        let client = loop {
+            let options = async_nats::ConnectOptions::new()
+                .name(format!("crema-{}", cluster.node))
+                .connection_timeout(Duration::from_secs(2))
+                .max_reconnects(None);
+            match options.connect(cluster.nats.as_slice()).await {
+                Ok(client) => break client,
+                Err(err) if started.elapsed() < STARTUP_PATIENCE => {
+                    tracing::warn!(servers = %servers, error = %err, "JetStream not reachable yet; trying again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(err) => return Err(JournalError::Connect { servers, reason: err.to_string() }),
+            }
+        };
+        let mut context = jetstream::new(client.clone());
+        context.set_timeout(Duration::from_millis(cluster.request_timeout_ms));
+        let journal = ensure_stream(&context, journal_config(cluster), started).await?;
+        ensure_stream(&context, events_config(cluster), started).await?;
+
+        let stats = Arc::new(JournalStats::default());
+        let closing = Arc::new(AtomicBool::new(false));
+        let mut journals = HashMap::new();
+        let mut committers = Vec::new();
+        for store in stores {
+            let last_seq = catch_up(&journal, store, cache, writer, &stats).await?;
+            let state = Arc::new(StoreJournalState { last_seq: AtomicU64::new(last_seq), ..StoreJournalState::default() });
+            take_over(&context, &journal, store, &cluster.node, cache, writer, &state, &stats).await?;
+            let (tx, rx) = mpsc::channel(mailbox);
+            let committer = Committer {
+                store: store.clone(),
+                node: cluster.node.clone(),
+                boot: uuid::Uuid::now_v7().simple().to_string(),
+                context: context.clone(),
+                journal: journal.clone(),
+                writer: writer.clone(),
+                state: state.clone(),
+                stats: stats.clone(),
+                closing: closing.clone(),
+                max_batch,
+            };
+            committers.push(tokio::spawn(committer.run(rx)));
+            journals.insert(store.clone(), StoreJournal { tx, state });
+        }
+        tracing::info!(
+            node = %cluster.node,
+            servers = %servers,
+            stores = stores.len(),
+            replayed = stats.replayed.load(Ordering::Relaxed),
+            took_ms = started.elapsed().as_millis() as u64,
+            "replicated journal open; this node writes its stores"
+        );
+        Ok(Arc::new(Replicated {
+            node: cluster.node.clone(),
+            client,
+            context,
+            stores: journals,
+            stats,
+            closing,
+            committers: std::sync::Mutex::new(committers),
+        }))
+    }
+
+    /// Writes `batch` on `store`'s journal, then into the cache.
+    pub async fn commit(&self, store: &str, batch: Batch) -> Result<(), StoreError> {
+        let journal = self.stores.get(store).ok_or_else(|| StoreError::Fenced(store.to_owned()))?;
+        if journal.state.fenced.load(Ordering::Acquire) {
+            return Err(StoreError::Fenced(store.to_owned()));
+        }
+        let (reply, answer) = oneshot::channel();
+        journal.tx.send(Request { batch, reply }).await.map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Whether `store`'s changes can be written now (owned, not fenced, JetStream answering).
+    pub fn is_writable(&self, store: &str) -> bool {
+        self.stores.get(store).is_some_and(|journal| {
+            !journal.state.fenced.load(Ordering::Acquire) && !journal.state.stalled.load(Ordering::Acquire)
+        }) && self.is_connected()
+    }
+
+    pub fn is_fenced(&self, store: &str) -> bool {
+        self.stores.get(store).is_none_or(|journal| journal.state.fenced.load(Ordering::Acquire))
+    }
+
+    /// Every store writable: what `/readyz` asks.
+    pub fn is_healthy(&self) -> bool {
+        self.is_connected() && self.stores.keys().all(|store| self.is_writable(store))
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// The stores this node has lost to another writer.
+    pub fn fenced_stores(&self) -> Vec<String> {
+        let mut fenced: Vec<String> = self.stores.keys().filter(|store| self.is_fenced(store)).cloned().collect();
+        fenced.sort();
+        fenced
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn stats(&self) -> &JournalStats {
+        &self.stats
+    }
+
+    /// The JetStream context (the event feed publishes through it).
+    pub fn context(&self) -> &jetstream::Context {
+        &self.context
+    }
+
+    /// The last journal sequence this node knows for `store`.
+    pub fn last_seq(&self, store: &str) -> Option<u64> {
+        self.stores.get(store).map(|journal| journal.state.last_seq.load(Ordering::Acquire))
+    }
+
+    /// Answers every change already handed over, then stops the committers.
+    pub async fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+        let committers = std::mem::take(&mut *self.committers.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        // The committers end when their channels close: every handle of the
+        // journal is dropped with the engine, so stop them here instead, once
+        // what they hold is answered (they notice `closing` between groups).
+        for journal in self.stores.values() {
+            let (reply, answer) = oneshot::channel();
+            if journal.tx.send(Request { batch: Batch::default(), reply }).await.is_ok() {
+                let _ = answer.await;
+            }
+        }
+        for committer in committers {
+            committer.abort();
+        }
+        let _ = self.client.flush().await;
+    }
+}
+
+fn journal_config(cluster: &ClusterSettings) -> stream::Config {
+    stream::Config {
+        name: JOURNAL_STREAM.to_owned(),
+        description: Some("crema: each store's durable changes, one subject per store".to_owned()),
+        subjects: vec!["crema.journal.>".to_owned()],
+        storage: stream::StorageType::File,
+        num_replicas: cluster.replicas,
+        duplicate_window: Duration::from_secs(120),
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+fn events_config(cluster: &ClusterSettings) -> stream::Config {
+    stream::Config {
+        name: EVENTS_STREAM.to_owned(),
+        description: Some("crema: every acknowledged version of every order, as its JSON".to_owned()),
+        subjects: vec!["crema.events.>".to_owned()],
+        storage: stream::StorageType::File,
+        num_replicas: cluster.replicas,
+        max_age: Duration::from_secs(cluster.retention_days * 86_400),
+        duplicate_window: Duration::from_secs(120),
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// The stream of `config`, made if it does not exist; retried while the
+/// cluster is still electing its leaders.
+async fn ensure_stream(context: &jetstream::Context, config: stream::Config, started: Instant) -> Result<stream::Stream, JournalError> {
+    loop {
+        match context.get_or_create_stream(config.clone()).await {
+            Ok(stream) => return Ok(stream),
+            Err(err) if started.elapsed() < STARTUP_PATIENCE => {
+                tracing::warn!(stream = %config.name, error = %err, "JetStream not ready yet; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => return Err(JournalError::JetStream(format!("stream {}: {err}", config.name))),
+        }
+    }
+}
+
+/// The sequence of the last message on `subject` (0: none yet).
+async fn last_on_subject(journal: &stream::Stream, subject: &str) -> Result<Option<jetstream::message::StreamMessage>, JournalError> {
+    match journal.get_last_raw_message_by_subject(subject).await {
+        Ok(message) => Ok(Some(message)),
+        Err(err) if matches!(err.kind(), stream::LastRawMessageErrorKind::NoMessageFound) => Ok(None),
+        Err(err) => Err(JournalError::JetStream(format!("last message of {subject}: {err}"))),
+    }
+}
+
+/// Applies `store`'s journal after the cache's last sequence to the cache;
+/// returns the journal's last sequence.
+async fn catch_up(journal: &stream::Stream, store: &str, cache: &Store, writer: &StoreWriter, stats: &JournalStats) -> Result<u64, JournalError> {
+    let subject = journal_subject(store);
+    let cached = cache.journal_seq(store)?;
+    let last = last_on_subject(journal, &subject).await?.map_or(0, |message| message.sequence);
+    if cached > last {
+        return Err(JournalError::CacheAhead { store: store.to_owned(), cached, journal: last });
+    }
+    if cached == last {
+        return Ok(last);
+    }
+    let started = Instant::now();
+    let consumer = journal
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: subject.clone(),
+            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: cached + 1 },
+            ..Default::default()
+        })
+        .await
+        .map_err(|err| JournalError::JetStream(format!("reading {subject}: {err}")))?;
+    let mut messages = consumer.messages().await.map_err(|err| JournalError::JetStream(format!("reading {subject}: {err}")))?;
+    // Many messages per cache write: replay is bounded by decoding, not syncs.
+    let mut pending = Batch::new();
+    let mut replayed = 0_u64;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|err| JournalError::JetStream(format!("reading {subject}: {err}")))?;
+        let seq = message.info().map_err(|err| JournalError::JetStream(err.to_string()))?.stream_sequence;
+        let entry = codec::decode_journal(&message.payload)
+            .map_err(|source| JournalError::Corrupt { store: store.to_owned(), seq, source })?;
+        if let JournalEntry::Changes { ops, .. } = entry {
+            let batch = Batch::from_journal_ops(store, ops).map_err(|source| JournalError::Corrupt { store: store.to_owned(), seq, source })?;
+            pending.extend_ops(batch);
+        }
+        pending.put_journal_seq(store, seq);
+        replayed += 1;
+        if pending.len() >= 4_096 || seq >= last {
+            writer.commit(std::mem::take(&mut pending)).await?;
+        }
+        if seq >= last {
+            break;
+        }
+    }
+    stats.replayed.fetch_add(replayed, Ordering::Relaxed);
+    tracing::info!(store, from = cached + 1, to = last, messages = replayed, took_ms = started.elapsed().as_millis() as u64, "journal replayed into the cache");
+    Ok(last)
+}
+
+/// Writes the takeover record on `store`'s subject, conditional on the last
+/// message caught up with; another write in between means catching up again.
+#[allow(clippy::too_many_arguments)]
+async fn take_over(
+    context: &jetstream::Context,
+    journal: &stream::Stream,
+    store: &str,
+    node: &str,
+    cache: &Store,
+    writer: &StoreWriter,
+    state: &StoreJournalState,
+    stats: &JournalStats,
+) -> Result<(), JournalError> {
+    let subject = journal_subject(store);
+    for _ in 0..5 {
+        let last = state.last_seq.load(Ordering::Acquire);
+        let record = codec::encode_journal(&JournalEntry::Takeover { node: node.to_owned(), at_ms: now_ms() });
+        let publish = Publish::build()
+            .payload(record.into())
+            .header(NODE_HEADER, node)
+            .expected_last_subject_sequence(last);
+        let answer = match context.send_publish(subject.clone(), publish).await {
+            Ok(ack) => ack.await,
+            Err(err) => Err(err),
+        };
+        match answer {
+            Ok(ack) => {
+                state.last_seq.store(ack.sequence, Ordering::Release);
+                writer.commit(std::mem::take(Batch::new().put_journal_seq(store, ack.sequence))).await?;
+                tracing::info!(store, seq = ack.sequence, "took the store's journal over");
+                return Ok(());
+            }
+            Err(err) if err.kind() == jetstream::context::PublishErrorKind::WrongLastSequence => {
+                tracing::warn!(store, "another node wrote the journal while this one caught up; catching up again");
+                let last = catch_up(journal, store, cache, writer, stats).await?;
+                state.last_seq.store(last, Ordering::Release);
+            }
+            Err(err) => return Err(JournalError::JetStream(format!("takeover of {store}: {err}"))),
+        }
+    }
+    Err(JournalError::JetStream(format!("takeover of {store}: the journal kept moving; another node writes it")))
+}
+
+/// One store's group commit: the only task that publishes on its subject.
+struct Committer {
+    store: String,
+    node: String,
+    /// Distinguishes this process's message ids from an earlier run's.
+    boot: String,
+    context: jetstream::Context,
+    journal: stream::Stream,
+    writer: StoreWriter,
+    state: Arc<StoreJournalState>,
+    stats: Arc<JournalStats>,
+    closing: Arc<AtomicBool>,
+    max_batch: usize,
+}
+
+/// How a group's publish ended.
+enum Outcome {
+    Stored(u64),
+    Fenced,
+    GaveUp(String),
+}
+
+impl Committer {
+    async fn run(self, mut rx: mpsc::Receiver<Request>) {
+        let subject = journal_subject(&self.store);
+        let mut group: Vec<Request> = Vec::with_capacity(self.max_batch);
+        let mut number = 0_u64;
+        while let Some(first) = rx.recv().await {
+            let mut bytes = first.batch.ops_bytes();
+            group.push(first);
+            while group.len() < self.max_batch && bytes < GROUP_BYTES_MAX {
+                match rx.try_recv() {
+                    Ok(request) => {
+                        bytes += request.batch.ops_bytes();
+                        group.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let ops: Vec<codec::JournalOp> = group.iter().flat_map(|request| request.batch.journal_ops()).collect();
+            if ops.is_empty() {
+                // Nothing to write (the close marker): answer and go on.
+                for request in group.drain(..) {
+                    let _ = request.reply.send(Ok(()));
+                }
+                continue;
+            }
+            if self.state.fenced.load(Ordering::Acquire) {
+                self.stats.fenced_writes.fetch_add(1, Ordering::Relaxed);
+                for request in group.drain(..) {
+                    let _ = request.reply.send(Err(StoreError::Fenced(self.store.clone())));
+                }
+                continue;
+            }
+            number += 1;
+            let message_id = format!("{}.{}.{}.{number}", self.node, self.boot, self.store);
+            let payload: bytes::Bytes = codec::encode_journal(&JournalEntry::Changes { node: self.node.clone(), ops }).into();
+            let started = Instant::now();
+            let outcome = self.publish(&subject, &message_id, payload).await;
+            self.stats.ack_us.observe(started.elapsed().as_micros() as u64);
+            let result = match outcome {
+                Outcome::Stored(seq) => {
+                    self.state.last_seq.store(seq, Ordering::Release);
+                    self.stats.groups.fetch_add(1, Ordering::Relaxed);
+                    self.stats.requests.fetch_add(group.len() as u64, Ordering::Relaxed);
+                    self.stats.group_sizes.observe(group.len() as u64);
+                    let mut cache = Batch::new();
+                    for request in &mut group {
+                        cache.extend_ops(std::mem::take(&mut request.batch));
+                    }
+                    cache.put_journal_seq(&self.store, seq);
+                    self.apply_to_cache(cache).await;
+                    Ok(())
+                }
+                Outcome::Fenced => {
+                    self.stats.fenced_writes.fetch_add(1, Ordering::Relaxed);
+                    if !self.state.fenced.swap(true, Ordering::AcqRel) {
+                        tracing::error!(
+                            store = %self.store,
+                            "FENCED: another node wrote this store's journal; this node no longer writes or acknowledges its changes"
+                        );
+                    }
+                    Err(StoreError::Fenced(self.store.clone()))
+                }
+                Outcome::GaveUp(reason) => Err(StoreError::JournalUnavailable(reason)),
+            };
+            for request in group.drain(..) {
+                let _ = request.reply.send(match &result {
+                    Ok(()) => Ok(()),
+                    Err(StoreError::Fenced(store)) => Err(StoreError::Fenced(store.clone())),
+                    Err(err) => Err(StoreError::JournalUnavailable(err.to_string())),
+                });
+            }
+        }
+    }
+
+    /// Publishes one group, conditional on the last sequence; retries an
+    /// unanswered publish (same message id) until it has an outcome.
+    async fn publish(&self, subject: &str, message_id: &str, payload: bytes::Bytes) -> Outcome {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let expected = self.state.last_seq.load(Ordering::Acquire);
+            let publish = Publish::build()
+                .payload(payload.clone())
+                .message_id(message_id)
+                .header(NODE_HEADER, self.node.as_str())
+                .expected_last_subject_sequence(expected);
+            let answer = match self.context.send_publish(subject.to_owned(), publish).await {
+                Ok(ack) => ack.await,
+                Err(err) => Err(err),
+            };
+            let err = match answer {
+                Ok(ack) => {
+                    self.state.stalled.store(false, Ordering::Release);
+                    return Outcome::Stored(ack.sequence);
+                }
+                Err(err) => err,
+            };
+            if err.kind() == jetstream::context::PublishErrorKind::WrongLastSequence {
+                // Ours after all (stored, its ack lost, the dedupe window past)?
+                match last_on_subject(&self.journal, subject).await {
+                    Ok(Some(last)) if header(&last.headers, "Nats-Msg-Id") == Some(message_id) => {
+                        self.state.stalled.store(false, Ordering::Release);
+                        return Outcome::Stored(last.sequence);
+                    }
+                    Ok(_) => return Outcome::Fenced,
+                    Err(read) => tracing::warn!(store = %self.store, error = %read, "reading the journal after a refused write failed; trying again"),
+                }
+            }
+            if !self.state.stalled.swap(true, Ordering::AcqRel) {
+                tracing::warn!(store = %self.store, error = %err, "the journal did not take a write; retrying (the store takes no new orders meanwhile)");
+            }
+            if self.closing.load(Ordering::Acquire) {
+                return Outcome::GaveUp(err.to_string());
+            }
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+    }
+
+    /// The journal has the group; the cache must too. A cache that cannot
+    /// write is retried: the change is acknowledged (it is durable), and a
+    /// restart would replay it from the journal anyway.
+    async fn apply_to_cache(&self, cache: Batch) {
+        for attempt in 0..5 {
+            match self.writer.commit(cache.clone()).await {
+                Ok(()) => return,
+                Err(err) => {
+                    tracing::error!(store = %self.store, %err, attempt, "the cache did not take a journal group; trying again");
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+            }
+        }
+        tracing::error!(store = %self.store, "the cache lags the journal; a restart replays it");
+    }
+}
+
+fn header<'a>(headers: &'a async_nats::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).map(async_nats::HeaderValue::as_str)
+}
