@@ -183,9 +183,25 @@ impl Replicated {
         let mut journals = HashMap::new();
         let mut committers = Vec::new();
         for store in stores {
-            let last_seq = catch_up(&journal, store, cache, writer, &stats).await?;
-            let state = Arc::new(StoreJournalState { last_seq: AtomicU64::new(last_seq), ..StoreJournalState::default() });
-            take_over(&context, &journal, store, &cluster.node, cache, writer, &state, &stats).await?;
+            // A JetStream that is electing a leader (a server just died or is
+            // paused) times requests out for a few seconds: catching up and
+            // taking over are both safe to repeat, so they are, for a while.
+            let tried_since = Instant::now();
+            let state = loop {
+                let state = Arc::new(StoreJournalState::default());
+                let opened = async {
+                    state.last_seq.store(catch_up(&journal, store, cache, writer, &stats).await?, Ordering::Release);
+                    take_over(&context, &journal, store, &cluster.node, cache, writer, &state, &stats).await
+                };
+                match opened.await {
+                    Ok(()) => break state,
+                    Err(JournalError::JetStream(reason)) if tried_since.elapsed() < STARTUP_PATIENCE => {
+                        tracing::warn!(%store, %reason, "JetStream did not answer while the store was loaded; trying again");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Err(err) => return Err(err),
+                }
+            };
             let (tx, rx) = mpsc::channel(mailbox);
             let committer = Committer {
                 store: store.clone(),
