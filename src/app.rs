@@ -44,6 +44,23 @@ pub enum AppError {
     Journal(#[from] crate::persistence::jetstream::JournalError),
 }
 
+/// Writes each store's checkpoint every `cluster.checkpoint_interval_s`
+/// (when its journal moved); see `persistence::jetstream`.
+async fn checkpointer(engine: Arc<Engine>, replicated: Arc<Replicated>, stores: Vec<String>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(engine.settings.cluster.checkpoint_interval_s));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let ttl_ms = engine.settings.orders.idempotency_ttl_s * 1000;
+    loop {
+        tick.tick().await;
+        for store in &stores {
+            if let Err(err) = replicated.checkpoint(store, &engine.store, ttl_ms).await {
+                tracing::warn!(%store, error = %err, "writing the store's checkpoint failed; trying again at the next one");
+            }
+        }
+    }
+}
+
 /// The store writer over `store`, and in front of it, with `replicated`
 /// durability, this node's stores' JetStream journals (caught up and taken
 /// over before this returns).
@@ -77,7 +94,7 @@ pub struct App {
     server: Option<JoinHandle<()>>,
     reconciler: JoinHandle<()>,
     prober: JoinHandle<()>,
-    /// The event feed's tasks (replicated mode only).
+    /// The event feed's tasks and the checkpointer (replicated mode only).
     feed: Vec<JoinHandle<()>>,
     pub recovery: RecoveryReport,
     /// The admin key this first start made (no key configured, none made
@@ -232,7 +249,10 @@ impl App {
         };
         let feed = match engine.journal.replication() {
             Some(replicated) => {
-                crate::feed::start(replicated.clone(), engine.stores.iter().map(|store| store.id.clone()).collect())
+                let stores: Vec<String> = engine.stores.iter().map(|store| store.id.clone()).collect();
+                let mut tasks = crate::feed::start(replicated.clone(), stores.clone());
+                tasks.push(tokio::spawn(checkpointer(engine.clone(), replicated.clone(), stores)));
+                tasks
             }
             None => Vec::new(),
         };

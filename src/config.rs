@@ -56,6 +56,9 @@ pub struct ClusterSettings {
     /// How long a JetStream request (a publish's ack among them) may take
     /// before it is retried; the same message id makes the retry safe.
     pub request_timeout_ms: u64,
+    /// How often each store's checkpoint is written (when its journal moved):
+    /// loading a store reads its checkpoint and the journal after it.
+    pub checkpoint_interval_s: u64,
 }
 
 impl Default for ClusterSettings {
@@ -68,6 +71,7 @@ impl Default for ClusterSettings {
             lease_ms: 5_000,
             retention_days: 30,
             request_timeout_ms: 2_000,
+            checkpoint_interval_s: 60,
         }
     }
 }
@@ -651,8 +655,10 @@ impl Settings {
         if !matches!(cluster.replicas, 1 | 3 | 5) {
             return Err("cluster.replicas must be 1, 3 or 5".into());
         }
-        if cluster.lease_ms < 500 || cluster.retention_days == 0 || cluster.request_timeout_ms == 0 {
-            return Err("cluster.lease_ms must be at least 500, cluster.retention_days and cluster.request_timeout_ms at least 1".into());
+        if cluster.lease_ms < 500 || cluster.retention_days == 0 || cluster.request_timeout_ms == 0 || cluster.checkpoint_interval_s == 0 {
+            return Err(
+                "cluster.lease_ms must be at least 500; cluster.retention_days, request_timeout_ms and checkpoint_interval_s at least 1".into(),
+            );
         }
         Ok(())
     }

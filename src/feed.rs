@@ -17,16 +17,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{consumer, message::PublishMessage as Publish, stream};
+use async_nats::jetstream::{consumer, message::PublishMessage as Publish};
 use futures_util::StreamExt;
 
 use crate::http::views::OrderView;
 use crate::persistence::codec::{self, JournalEntry};
-use crate::persistence::jetstream::{journal_subject, Replicated, EVENTS_STREAM, JOURNAL_STREAM, NODE_HEADER};
+use crate::persistence::jetstream::{feed_position, journal_subject, Replicated, JOURNAL_SEQ_HEADER, JOURNAL_STREAM, NODE_HEADER};
 use crate::persistence::Cf;
-
-/// The header naming the journal message an event came from.
-pub const JOURNAL_SEQ_HEADER: &str = "Crema-Journal-Seq";
 
 /// The feed subject of an order.
 pub fn event_subject(store: &str, order_id: &str) -> String {
@@ -59,9 +56,9 @@ pub fn start(replicated: Arc<Replicated>, stores: Vec<String>) -> Vec<tokio::tas
 /// Follows `store`'s journal from where the feed left off; returns on an error.
 async fn follow(replicated: &Replicated, store: &str) -> Result<(), String> {
     let context = replicated.context();
-    let events = context.get_stream_no_info(EVENTS_STREAM).await.map_err(|err| err.to_string())?;
     let journal = context.get_stream_no_info(JOURNAL_STREAM).await.map_err(|err| err.to_string())?;
-    let start = resume_at(&events, store).await?;
+    // The journal may have been trimmed past it (the feed was behind a checkpoint): start at its first.
+    let start = feed_position(context, store).await.map_err(|err| err.to_string())?;
     let consumer = journal
         .create_consumer(consumer::pull::OrderedConfig {
             filter_subject: journal_subject(store),
@@ -98,18 +95,4 @@ async fn follow(replicated: &Replicated, store: &str) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// The journal sequence the feed goes on from: that of the newest event of
-/// `store` (its events again, deduplicated), or the journal's start.
-async fn resume_at(events: &stream::Stream<()>, store: &str) -> Result<u64, String> {
-    match events.get_last_raw_message_by_subject(&format!("crema.events.{store}.*")).await {
-        Ok(last) => Ok(last
-            .headers
-            .get(JOURNAL_SEQ_HEADER)
-            .and_then(|value| value.as_str().parse().ok())
-            .unwrap_or(1)),
-        Err(err) if matches!(err.kind(), stream::LastRawMessageErrorKind::NoMessageFound) => Ok(1),
-        Err(err) => Err(err.to_string()),
-    }
 }

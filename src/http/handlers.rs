@@ -450,8 +450,26 @@ async fn read_snapshot(engine: &Engine, id: &str) -> Result<Option<Arc<Order>>, 
 
 /// `GET /orders/{id}`: from the live actor's own state, else from its snapshot.
 pub async fn get_order(engine: Arc<Engine>, id: String) -> Reply {
-    let order = current_order(&engine, &id).await?.ok_or(ApiError::OrderNotFound)?;
-    Ok(order_response_now(&engine, StatusCode::OK, &order).await)
+    match current_order(&engine, &id).await? {
+        Some(order) => Ok(order_response_now(&engine, StatusCode::OK, &order).await),
+        None => archived_order(&engine, &id).await,
+    }
+}
+
+/// Replicated: an order this node's cache does not hold (a settled order is
+/// in no checkpoint, so a node started empty has not seen it) is answered
+/// from the event feed, whose newest version of it is what `GET` returned
+/// when it was written (kept `cluster.retention_days`).
+async fn archived_order(engine: &Engine, id: &str) -> Reply {
+    let Some(replicated) = engine.journal.replication() else { return Err(ApiError::OrderNotFound) };
+    let found = replicated.archived_order(id).await.map_err(|err| {
+        tracing::warn!(order = %id, error = %err, "looking the order up in the event feed failed");
+        ApiError::StoreUnavailable("the order is not on this node and the event feed did not answer; try again".into())
+    })?;
+    let order: serde_json::Value = found
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or(ApiError::OrderNotFound)?;
+    Ok(json(StatusCode::OK, &order))
 }
 
 #[derive(Clone, Copy)]
@@ -843,6 +861,7 @@ fn render_journal<'a>(out: &mut String, replicated: &crate::persistence::jetstre
         ("crema_journal_fenced_writes_total", "Writes refused because another node wrote the store since (fenced).", &stats.fenced_writes),
         ("crema_journal_retries_total", "Journal publishes tried again after no answer (timeout, connection lost, no quorum).", &stats.retries),
         ("crema_journal_replayed_total", "Journal messages replayed into this node's cache at start.", &stats.replayed),
+        ("crema_checkpoints_total", "Store checkpoints this node wrote.", &stats.checkpoints),
     ];
     for (name, help, counter) in counters {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", counter.load(Ordering::Relaxed));
@@ -851,6 +870,22 @@ fn render_journal<'a>(out: &mut String, replicated: &crate::persistence::jetstre
     stats.ack_us.render(out, "crema_journal_ack_duration_seconds", "", 1e6);
     out.push_str("# HELP crema_journal_group_size Write batches per journal message.\n# TYPE crema_journal_group_size histogram\n");
     stats.group_sizes.render(out, "crema_journal_group_size", "", 1.0);
+    let now_ms = crate::domain::time::now_ms();
+    out.push_str("# HELP crema_checkpoint_age_seconds Since the store's newest checkpoint was written (absent: none yet).\n# TYPE crema_checkpoint_age_seconds gauge\n");
+    let stores: Vec<&str> = stores.collect();
+    let checkpoints: Vec<(&str, crate::persistence::jetstream::CheckpointInfo)> =
+        stores.iter().filter_map(|store| replicated.checkpoint_info(store).filter(|info| info.seq > 0).map(|info| (*store, info))).collect();
+    for (store, info) in &checkpoints {
+        let _ = writeln!(out, "crema_checkpoint_age_seconds{{store=\"{store}\"}} {}", now_ms.saturating_sub(info.at_ms) as f64 / 1000.0);
+    }
+    out.push_str("# HELP crema_checkpoint_bytes The size of the store's newest checkpoint.\n# TYPE crema_checkpoint_bytes gauge\n");
+    for (store, info) in &checkpoints {
+        let _ = writeln!(out, "crema_checkpoint_bytes{{store=\"{store}\"}} {}", info.bytes);
+    }
+    out.push_str("# HELP crema_checkpoint_seq The journal sequence the store's newest checkpoint was taken at.\n# TYPE crema_checkpoint_seq gauge\n");
+    for (store, info) in &checkpoints {
+        let _ = writeln!(out, "crema_checkpoint_seq{{store=\"{store}\"}} {}", info.seq);
+    }
     let _ = writeln!(
         out,
         "# HELP crema_journal_connected 1 while this node is connected to JetStream.\n# TYPE crema_journal_connected gauge\ncrema_journal_connected {}",

@@ -27,6 +27,7 @@ pub enum Kind {
     OrphanRefund = 3,
     Idempotency = 4,
     Journal = 5,
+    Checkpoint = 6,
 }
 
 /// A charge about to be made: durable before the gateway is called, deleted in
@@ -61,6 +62,19 @@ pub struct OrphanRefund {
 pub enum JournalEntry {
     Changes { node: String, ops: Vec<JournalOp> },
     Takeover { node: String, at_ms: u64 },
+}
+
+/// A store's checkpoint (replicated mode): every record of the store that
+/// loading it needs (live orders and their index entries, intents, orphan
+/// refunds, idempotency records still inside their time to live, the store's
+/// settings, its newest order for the pickup numbers), as of journal
+/// sequence `seq`. Loading = these puts, then the journal after `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub store: String,
+    pub seq: u64,
+    pub at_ms: u64,
+    pub ops: Vec<JournalOp>,
 }
 
 /// One RocksDB change of a journal group: a put (`value`) or a delete, in a
@@ -193,16 +207,29 @@ pub fn encode_journal(entry: &JournalEntry) -> Vec<u8> {
     encode(Kind::Journal, entry)
 }
 
-/// A journal message. Groups may be larger than one record: up to
-/// [`JOURNAL_LIMIT_BYTES`].
+/// A journal message (groups are larger than one record).
 pub fn decode_journal(bytes: &[u8]) -> Result<JournalEntry, CodecError> {
+    decode_large(Kind::Journal, bytes)
+}
+
+pub fn encode_checkpoint(checkpoint: &Checkpoint) -> Vec<u8> {
+    encode(Kind::Checkpoint, checkpoint)
+}
+
+pub fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, CodecError> {
+    decode_large(Kind::Checkpoint, bytes)
+}
+
+/// [`decode`] for the large records (journal groups, checkpoints), up to
+/// [`CHECKPOINT_LIMIT_BYTES`]; today's format only.
+fn decode_large<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, CodecError> {
     match envelope_version(bytes)? {
         FORMAT_VERSION => {
             let [_, found, body @ ..] = bytes else { return Err(CodecError::Truncated) };
-            if *found != Kind::Journal as u8 {
-                return Err(CodecError::Kind { expected: Kind::Journal, found: *found });
+            if *found != kind as u8 {
+                return Err(CodecError::Kind { expected: kind, found: *found });
             }
-            let config = bincode::config::standard().with_limit::<JOURNAL_LIMIT_BYTES>();
+            let config = bincode::config::standard().with_limit::<CHECKPOINT_LIMIT_BYTES>();
             let (value, read) = bincode::serde::decode_from_slice(body, config)?;
             if read != body.len() {
                 return Err(CodecError::Trailing(body.len() - read));
@@ -213,9 +240,9 @@ pub fn decode_journal(bytes: &[u8]) -> Result<JournalEntry, CodecError> {
     }
 }
 
-/// Most bytes a journal message may claim while decoding (JetStream's
-/// default `max_payload` is 1 MiB; groups are cut well below it).
-pub const JOURNAL_LIMIT_BYTES: usize = 8 << 20;
+/// Most bytes a checkpoint may claim while decoding.
+pub const CHECKPOINT_LIMIT_BYTES: usize = 1 << 30;
+
 
 pub fn encode_idempotency(record: &IdempotencyRecord) -> Vec<u8> {
     encode(Kind::Idempotency, record)
@@ -575,6 +602,8 @@ mod tests {
         let takeover = JournalEntry::Takeover { node: "b".into(), at_ms: 7 };
         assert_eq!(decode_journal(&encode_journal(&takeover)).unwrap(), takeover);
         assert!(decode_journal(&encode_intent(&intent)).is_err(), "another record is not a journal entry");
+        let checkpoint = Checkpoint { store: "s".into(), seq: 9, at_ms: 3, ops: vec![JournalOp { cf: 6, key: b"m".to_vec(), value: Some(Vec::new()) }] };
+        assert_eq!(decode_checkpoint(&encode_checkpoint(&checkpoint)).unwrap(), checkpoint);
         let record = IdempotencyRecord {
             body_sha256: [7; 32],
             outcome: IdempotentOutcome::Created(order()),

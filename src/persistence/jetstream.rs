@@ -30,15 +30,27 @@
 //! start a node replays each store's journal from that sequence: a node with
 //! an empty data directory rebuilds every store from JetStream alone.
 //!
-//! Left for later (see the issue notes): checkpoints (a store's load replays
-//! its whole journal today), leases and handover between nodes.
+//! **Checkpoints.** Now and then ([`Replicated::checkpoint`], every
+//! `cluster.checkpoint_interval_s`) a store's records that loading needs
+//! (live orders, settings, intents, idempotency records, its newest order)
+//! are written, as of a journal sequence, to the object store
+//! `crema_checkpoints`; the journal is then trimmed below the previous
+//! checkpoint (one generation kept) and below what the event feed published.
+//! Loading a store into an empty cache = its checkpoint, then the journal
+//! after it. Every journal message names the previous one of its subject
+//! (`Crema-Prev-Seq`), and loading checks that chain: a gap is an error.
+//! Settled orders are not in a checkpoint: `GET /orders/{id}` finds them in
+//! the event feed (kept `cluster.retention_days`).
+//!
+//! Left for later (issue 19): leases and handover between nodes.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, consumer, message::PublishMessage as Publish, stream};
+use async_nats::jetstream::{self, consumer, message::PublishMessage as Publish, object_store, stream};
+use tokio::io::AsyncReadExt;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 
@@ -55,6 +67,15 @@ pub const JOURNAL_STREAM: &str = "CREMA_JOURNAL";
 pub const EVENTS_STREAM: &str = "CREMA_EVENTS";
 /// The header naming the node that wrote a journal message.
 pub const NODE_HEADER: &str = "Crema-Node";
+/// The header naming the previous message of the same store's journal (the
+/// sequence the conditional publish expected): loading checks the chain, so a
+/// gap (a checkpoint older than the journal's trimmed start) is an error, not
+/// a silent loss.
+pub const PREV_HEADER: &str = "Crema-Prev-Seq";
+/// The object store bucket of the stores' checkpoints (object name: the store id).
+pub const CHECKPOINT_BUCKET: &str = "crema_checkpoints";
+/// The header of an event naming the journal message it came from (see `crate::feed`).
+pub const JOURNAL_SEQ_HEADER: &str = "Crema-Journal-Seq";
 /// A group's message stays well under JetStream's default 1 MiB `max_payload`.
 pub const GROUP_BYTES_MAX: usize = 512 << 10;
 /// How long start-up waits for JetStream (servers starting, a meta leader elected).
@@ -77,6 +98,8 @@ pub enum JournalError {
     CacheAhead { store: String, cached: u64, journal: u64 },
     #[error("store {store}: journal message {seq} does not decode: {source}")]
     Corrupt { store: String, seq: u64, source: CodecError },
+    #[error("store {store}: journal message {seq} follows message {found}, but {expected} was the last one applied: the journal has a gap (a checkpoint older than the trimmed journal?)")]
+    Gap { store: String, seq: u64, expected: u64, found: u64 },
 }
 
 /// Counters for `/stats` and `/metrics`.
@@ -96,6 +119,8 @@ pub struct JournalStats {
     pub retries: AtomicU64,
     /// Journal messages replayed into the cache at start.
     pub replayed: AtomicU64,
+    /// Checkpoints written by this node.
+    pub checkpoints: AtomicU64,
 }
 
 impl Default for JournalStats {
@@ -108,6 +133,7 @@ impl Default for JournalStats {
             fenced_writes: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
         }
     }
 }
@@ -121,6 +147,19 @@ struct StoreJournalState {
     stalled: AtomicBool,
     /// The sequence of the last message of the store's subject this node knows.
     last_seq: AtomicU64,
+    /// The store's newest checkpoint this node knows: its journal sequence,
+    /// when it was written (ms) and its size.
+    checkpoint_seq: AtomicU64,
+    checkpoint_at_ms: AtomicU64,
+    checkpoint_bytes: AtomicU64,
+}
+
+/// A store's checkpoint as `/metrics` shows it.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointInfo {
+    pub seq: u64,
+    pub at_ms: u64,
+    pub bytes: u64,
 }
 
 struct Request {
@@ -138,6 +177,8 @@ pub struct Replicated {
     node: String,
     client: async_nats::Client,
     context: jetstream::Context,
+    journal: stream::Stream,
+    checkpoints: object_store::ObjectStore,
     stores: HashMap<String, StoreJournal>,
     stats: Arc<JournalStats>,
     /// Set by [`Replicated::close`]: a group without an answer stops being retried.
@@ -178,30 +219,43 @@ impl Replicated {
         let journal = ensure_stream(&context, journal_config(cluster), started).await?;
         ensure_stream(&context, events_config(cluster), started).await?;
 
+        let checkpoints = ensure_checkpoint_bucket(&context, cluster, started).await?;
+
         let stats = Arc::new(JournalStats::default());
         let closing = Arc::new(AtomicBool::new(false));
         let mut journals = HashMap::new();
         let mut committers = Vec::new();
+        // A cache behind a store's checkpoint may miss journal messages that
+        // were trimmed since: it is cleared, and every store loads afresh.
+        let mut behind = Vec::new();
         for store in stores {
-            // A JetStream that is electing a leader (a server just died or is
-            // paused) times requests out for a few seconds: catching up and
-            // taking over are both safe to repeat, so they are, for a while.
-            let tried_since = Instant::now();
-            let state = loop {
+            let cached = cache.journal_seq(store)?;
+            let checkpoint = patiently(|| checkpoint_seq(&checkpoints, store)).await?;
+            if cached > 0 && cached < checkpoint {
+                behind.push(format!("{store} (cache at {cached}, checkpoint at {checkpoint})"));
+            }
+        }
+        if !behind.is_empty() {
+            let cleared = tokio::task::block_in_place(|| cache.clear_store_records())?;
+            tracing::warn!(stores = %behind.join(", "), cleared, "the cache is older than the stores' checkpoints; cleared, loading from the checkpoints");
+        }
+        for store in stores {
+            // Loading a checkpoint, catching up and taking over are each
+            // safe to repeat: a JetStream electing a leader is waited for.
+            let state = patiently(|| async {
                 let state = Arc::new(StoreJournalState::default());
-                let opened = async {
-                    state.last_seq.store(catch_up(&journal, store, cache, writer, &stats).await?, Ordering::Release);
-                    take_over(&context, &journal, store, &cluster.node, cache, writer, &state, &stats).await
-                };
-                match opened.await {
-                    Ok(()) => break state,
-                    Err(JournalError::JetStream(reason)) if tried_since.elapsed() < STARTUP_PATIENCE => {
-                        tracing::warn!(%store, %reason, "JetStream did not answer while the store was loaded; trying again");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                if cache.journal_seq(store)? == 0 {
+                    if let Some(info) = load_checkpoint(&checkpoints, store, writer).await? {
+                        state.checkpoint_seq.store(info.seq, Ordering::Release);
+                        state.checkpoint_at_ms.store(info.at_ms, Ordering::Release);
+                        state.checkpoint_bytes.store(info.bytes, Ordering::Release);
                     }
-                    Err(err) => return Err(err),
                 }
-            };
+                state.last_seq.store(catch_up(&journal, store, cache, writer, &stats).await?, Ordering::Release);
+                take_over(&context, &journal, store, &cluster.node, cache, writer, &state, &stats).await?;
+                Ok(state)
+            })
+            .await?;
             let (tx, rx) = mpsc::channel(mailbox);
             let committer = Committer {
                 store: store.clone(),
@@ -230,6 +284,8 @@ impl Replicated {
             node: cluster.node.clone(),
             client,
             context,
+            journal,
+            checkpoints,
             stores: journals,
             stats,
             closing,
@@ -291,6 +347,85 @@ impl Replicated {
     /// The last journal sequence this node knows for `store`.
     pub fn last_seq(&self, store: &str) -> Option<u64> {
         self.stores.get(store).map(|journal| journal.state.last_seq.load(Ordering::Acquire))
+    }
+
+    /// The newest version of order `id` on the event feed, as published (the
+    /// order's JSON); `None` if the feed has none (or `id` is no order id).
+    pub async fn archived_order(&self, id: &str) -> Result<Option<bytes::Bytes>, JournalError> {
+        // An order id is a UUID: nothing in it may act as a subject wildcard or separator.
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-') {
+            return Ok(None);
+        }
+        let events = self.context.get_stream_no_info(EVENTS_STREAM).await.map_err(|err| JournalError::JetStream(err.to_string()))?;
+        match events.get_last_raw_message_by_subject(&format!("crema.events.*.{id}")).await {
+            Ok(message) => Ok(Some(message.payload)),
+            Err(err) if matches!(err.kind(), stream::LastRawMessageErrorKind::NoMessageFound) => Ok(None),
+            Err(err) => Err(JournalError::JetStream(format!("order {id} on the feed: {err}"))),
+        }
+    }
+
+    /// The newest checkpoint of `store` this node knows (none: 0s).
+    pub fn checkpoint_info(&self, store: &str) -> Option<CheckpointInfo> {
+        self.stores.get(store).map(|journal| CheckpointInfo {
+            seq: journal.state.checkpoint_seq.load(Ordering::Acquire),
+            at_ms: journal.state.checkpoint_at_ms.load(Ordering::Acquire),
+            bytes: journal.state.checkpoint_bytes.load(Ordering::Acquire),
+        })
+    }
+
+    /// Writes a checkpoint of `store` (what the cache holds of it at its
+    /// journal sequence now) if the journal moved since the last one, then
+    /// trims the journal below the *previous* checkpoint (one generation
+    /// kept) and below what the event feed has published. `None`: nothing
+    /// written (nothing new, or the store is not this node's any more).
+    pub async fn checkpoint(&self, store: &str, cache: &Store, idempotency_ttl_ms: u64) -> Result<Option<CheckpointInfo>, JournalError> {
+        let Some(journal) = self.stores.get(store) else { return Ok(None) };
+        if journal.state.fenced.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let subject = journal_subject(store);
+        // Still ours: nobody wrote the store since this node's last write.
+        let last = last_on_subject(&self.journal, &subject).await?.map_or(0, |message| message.sequence);
+        if last != journal.state.last_seq.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        let previous = checkpoint_seq(&self.checkpoints, store).await?;
+        let since_ms = now_ms().saturating_sub(idempotency_ttl_ms);
+        let (owned_cache, owned_store) = (cache.clone(), store.to_owned());
+        let (seq, ops) = tokio::task::spawn_blocking(move || owned_cache.store_records(&owned_store, since_ms))
+            .await
+            .map_err(|err| JournalError::JetStream(format!("checkpoint of {store}: {err}")))??;
+        if seq <= previous {
+            return Ok(None);
+        }
+        let at_ms = now_ms();
+        let bytes = codec::encode_checkpoint(&codec::Checkpoint { store: store.to_owned(), seq, at_ms, ops });
+        let meta = object_store::ObjectMetadata {
+            name: store.to_owned(),
+            metadata: HashMap::from([("seq".to_owned(), seq.to_string())]),
+            ..Default::default()
+        };
+        self.checkpoints
+            .put(meta, &mut bytes.as_slice())
+            .await
+            .map_err(|err| JournalError::JetStream(format!("writing the checkpoint of {store}: {err}")))?;
+        let info = CheckpointInfo { seq, at_ms, bytes: bytes.len() as u64 };
+        journal.state.checkpoint_seq.store(seq, Ordering::Release);
+        journal.state.checkpoint_at_ms.store(at_ms, Ordering::Release);
+        journal.state.checkpoint_bytes.store(info.bytes, Ordering::Release);
+        self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+        let published = feed_position(&self.context, store).await?;
+        let below = previous.min(published);
+        if below > 1 {
+            self.journal
+                .purge()
+                .filter(subject)
+                .sequence(below)
+                .await
+                .map_err(|err| JournalError::JetStream(format!("trimming the journal of {store}: {err}")))?;
+        }
+        tracing::info!(store, seq, bytes = info.bytes, trimmed_below = below, "checkpoint written");
+        Ok(Some(info))
     }
 
     /// Answers every change already handed over, then stops the committers.
@@ -355,6 +490,97 @@ async fn ensure_stream(context: &jetstream::Context, config: stream::Config, sta
     }
 }
 
+/// `attempt` again while JetStream times out (a leader election after a
+/// server died or paused), for up to [`STARTUP_PATIENCE`]; start-up only.
+async fn patiently<T, F, Fut>(mut attempt: F) -> Result<T, JournalError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, JournalError>>,
+{
+    let started = Instant::now();
+    loop {
+        match attempt().await {
+            Err(JournalError::JetStream(reason)) if started.elapsed() < STARTUP_PATIENCE => {
+                tracing::warn!(%reason, "JetStream did not answer; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The checkpoints' object store, made if it does not exist.
+async fn ensure_checkpoint_bucket(
+    context: &jetstream::Context,
+    cluster: &ClusterSettings,
+    started: Instant,
+) -> Result<object_store::ObjectStore, JournalError> {
+    loop {
+        let made = match context.get_object_store(CHECKPOINT_BUCKET).await {
+            Ok(bucket) => Ok(bucket),
+            Err(_) => context
+                .create_object_store(object_store::Config {
+                    bucket: CHECKPOINT_BUCKET.to_owned(),
+                    description: Some("crema: each store's newest checkpoint".to_owned()),
+                    storage: stream::StorageType::File,
+                    num_replicas: cluster.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|err| err.to_string()),
+        };
+        match made {
+            Ok(bucket) => return Ok(bucket),
+            Err(err) if started.elapsed() < STARTUP_PATIENCE => {
+                tracing::warn!(bucket = CHECKPOINT_BUCKET, error = %err, "JetStream not ready yet; trying again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => return Err(JournalError::JetStream(format!("bucket {CHECKPOINT_BUCKET}: {err}"))),
+        }
+    }
+}
+
+/// The journal sequence of `store`'s checkpoint (0: none).
+async fn checkpoint_seq(checkpoints: &object_store::ObjectStore, store: &str) -> Result<u64, JournalError> {
+    match checkpoints.info(store).await {
+        Ok(info) => Ok(info.metadata.get("seq").and_then(|seq| seq.parse().ok()).unwrap_or(0)),
+        Err(err) if matches!(err.kind(), object_store::InfoErrorKind::NotFound) => Ok(0),
+        Err(err) => Err(JournalError::JetStream(format!("checkpoint of {store}: {err}"))),
+    }
+}
+
+/// Applies `store`'s checkpoint to the (empty) cache, if it has one.
+async fn load_checkpoint(checkpoints: &object_store::ObjectStore, store: &str, writer: &StoreWriter) -> Result<Option<CheckpointInfo>, JournalError> {
+    let started = Instant::now();
+    let mut object = match checkpoints.get(store).await {
+        Ok(object) => object,
+        Err(err) if matches!(err.kind(), object_store::GetErrorKind::NotFound) => return Ok(None),
+        Err(err) => return Err(JournalError::JetStream(format!("checkpoint of {store}: {err}"))),
+    };
+    let mut bytes = Vec::new();
+    object.read_to_end(&mut bytes).await.map_err(|err| JournalError::JetStream(format!("reading the checkpoint of {store}: {err}")))?;
+    let checkpoint = codec::decode_checkpoint(&bytes).map_err(|source| JournalError::Corrupt { store: store.to_owned(), seq: 0, source })?;
+    let records = checkpoint.ops.len();
+    let mut batch = Batch::from_journal_ops(store, checkpoint.ops)
+        .map_err(|source| JournalError::Corrupt { store: store.to_owned(), seq: checkpoint.seq, source })?;
+    batch.put_journal_seq(store, checkpoint.seq);
+    writer.commit(batch).await?;
+    tracing::info!(store, seq = checkpoint.seq, records, bytes = bytes.len(), took_ms = started.elapsed().as_millis() as u64, "checkpoint loaded");
+    Ok(Some(CheckpointInfo { seq: checkpoint.seq, at_ms: checkpoint.at_ms, bytes: bytes.len() as u64 }))
+}
+
+/// The journal sequence the event feed of `store` has published up to: that
+/// of the newest event (whose journal message the feed reads again at start),
+/// 1 with none.
+pub async fn feed_position(context: &jetstream::Context, store: &str) -> Result<u64, JournalError> {
+    let events = context.get_stream_no_info(EVENTS_STREAM).await.map_err(|err| JournalError::JetStream(err.to_string()))?;
+    match events.get_last_raw_message_by_subject(&format!("crema.events.{store}.*")).await {
+        Ok(last) => Ok(header(&last.headers, JOURNAL_SEQ_HEADER).and_then(|seq| seq.parse().ok()).unwrap_or(1)),
+        Err(err) if matches!(err.kind(), stream::LastRawMessageErrorKind::NoMessageFound) => Ok(1),
+        Err(err) => Err(JournalError::JetStream(format!("the feed's position for {store}: {err}"))),
+    }
+}
+
 /// The sequence of the last message on `subject` (0: none yet).
 async fn last_on_subject(journal: &stream::Stream, subject: &str) -> Result<Option<jetstream::message::StreamMessage>, JournalError> {
     match journal.get_last_raw_message_by_subject(subject).await {
@@ -389,9 +615,15 @@ async fn catch_up(journal: &stream::Stream, store: &str, cache: &Store, writer: 
     // Many messages per cache write: replay is bounded by decoding, not syncs.
     let mut pending = Batch::new();
     let mut replayed = 0_u64;
+    let mut previous = cached;
     while let Some(message) = messages.next().await {
         let message = message.map_err(|err| JournalError::JetStream(format!("reading {subject}: {err}")))?;
         let seq = message.info().map_err(|err| JournalError::JetStream(err.to_string()))?.stream_sequence;
+        let prev = message.headers.as_ref().and_then(|headers| header(headers, PREV_HEADER)).and_then(|prev| prev.parse().ok());
+        if prev != Some(previous) {
+            return Err(JournalError::Gap { store: store.to_owned(), seq, expected: previous, found: prev.unwrap_or(0) });
+        }
+        previous = seq;
         let entry = codec::decode_journal(&message.payload)
             .map_err(|source| JournalError::Corrupt { store: store.to_owned(), seq, source })?;
         if let JournalEntry::Changes { ops, .. } = entry {
@@ -432,6 +664,7 @@ async fn take_over(
         let publish = Publish::build()
             .payload(record.into())
             .header(NODE_HEADER, node)
+            .header(PREV_HEADER, last.to_string().as_str())
             .expected_last_subject_sequence(last);
         let answer = match context.send_publish(subject.clone(), publish).await {
             Ok(ack) => ack.await,
@@ -561,6 +794,7 @@ impl Committer {
                 .payload(payload.clone())
                 .message_id(message_id)
                 .header(NODE_HEADER, self.node.as_str())
+                .header(PREV_HEADER, expected.to_string().as_str())
                 .expected_last_subject_sequence(expected);
             let answer = match self.context.send_publish(subject.to_owned(), publish).await {
                 Ok(ack) => ack.await,

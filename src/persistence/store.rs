@@ -597,6 +597,109 @@ impl Store {
 }
 
 impl Store {
+    /// What a checkpoint of `store` holds ([`super::codec::Checkpoint`]), read
+    /// from one RocksDB snapshot, with the journal sequence the cache had
+    /// applied for `store` in that same snapshot (so the two agree). Scans
+    /// every order: run it on a blocking thread, now and then.
+    pub fn store_records(&self, store: &str, idempotency_since_ms: u64) -> Result<(u64, Vec<super::codec::JournalOp>), StoreError> {
+        use super::codec::{IdempotentOutcome, JournalOp};
+        let snapshot = self.db.snapshot();
+        let seq = snapshot
+            .get_cf(self.cf(Cf::Meta), journal_seq_key(store))?
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes);
+        let put = |cf: Cf, key: &[u8], value: &[u8]| JournalOp { cf: cf.code(), key: key.to_vec(), value: Some(value.to_vec()) };
+        let mut ops = Vec::new();
+        let mut live = std::collections::HashSet::new();
+        // The newest order goes in even when settled: pickup numbers go on from it.
+        let mut newest: Option<(u64, Box<[u8]>, Box<[u8]>)> = None;
+        for item in snapshot.iterator_cf(self.cf(Cf::Orders), IteratorMode::Start) {
+            let (key, value) = item?;
+            let order = codec::decode_order(&value).map_err(|source| corrupt(Cf::Orders, &key, source))?;
+            if order.store != store {
+                continue;
+            }
+            if !order.is_settled() || order.payment.status == crate::domain::PaymentStatus::RefundPending {
+                ops.push(put(Cf::Orders, &key, &value));
+                live.insert(order.id);
+            } else if newest.as_ref().is_none_or(|(created_ms, _, _)| order.created_ms >= *created_ms) {
+                newest = Some((order.created_ms, key, value));
+            }
+        }
+        if let Some((_, key, value)) = newest {
+            ops.push(put(Cf::Orders, &key, &value));
+        }
+        for item in snapshot.iterator_cf(self.cf(Cf::Tickets), IteratorMode::Start) {
+            let (key, value) = item?;
+            if live.contains(String::from_utf8_lossy(&value).as_ref()) {
+                ops.push(put(Cf::Tickets, &key, &value));
+            }
+        }
+        for item in snapshot.iterator_cf(self.cf(Cf::Customers), IteratorMode::Start) {
+            let (key, value) = item?;
+            let id = key.iter().position(|byte| *byte == 0).map(|at| String::from_utf8_lossy(&key[at + 1..]).into_owned());
+            if id.is_some_and(|id| live.contains(&id)) {
+                ops.push(put(Cf::Customers, &key, &value));
+            }
+        }
+        for item in snapshot.iterator_cf(self.cf(Cf::Intents), IteratorMode::Start) {
+            let (key, value) = item?;
+            if codec::decode_intent(&value).map_err(|source| corrupt(Cf::Intents, &key, source))?.store == store {
+                ops.push(put(Cf::Intents, &key, &value));
+            }
+        }
+        for item in snapshot.iterator_cf(self.cf(Cf::Refunds), IteratorMode::Start) {
+            let (key, value) = item?;
+            if codec::decode_orphan_refund(&value).map_err(|source| corrupt(Cf::Refunds, &key, source))?.store == store {
+                ops.push(put(Cf::Refunds, &key, &value));
+            }
+        }
+        for item in snapshot.iterator_cf(self.cf(Cf::Idempotency), IteratorMode::Start) {
+            let (key, value) = item?;
+            let record = codec::decode_idempotency(&value).map_err(|source| corrupt(Cf::Idempotency, &key, source))?;
+            // A declined record names no store: every store's checkpoint keeps it.
+            let ours = match &record.outcome {
+                IdempotentOutcome::Created(order) => order.store == store,
+                IdempotentOutcome::Declined => true,
+            };
+            if ours && record.created_ms >= idempotency_since_ms {
+                ops.push(put(Cf::Idempotency, &key, &value));
+            }
+        }
+        for prefix in [[STATION_PAUSED, store.as_bytes(), b"/"].concat(), [SOLD_OUT, store.as_bytes(), b"/"].concat(), [ORDERING_PAUSED, store.as_bytes()].concat()] {
+            for item in snapshot.iterator_cf(self.cf(Cf::Meta), IteratorMode::From(&prefix, Direction::Forward)) {
+                let (key, value) = item?;
+                if !key.starts_with(&prefix) {
+                    break;
+                }
+                ops.push(put(Cf::Meta, &key, &value));
+            }
+        }
+        Ok((seq, ops))
+    }
+
+    /// Deletes every store record (every journaled family, the stores'
+    /// settings and journal sequences), keeping the node's own `meta`: a
+    /// cache that fell behind its stores' checkpoints is loaded afresh. Only
+    /// at start, before the engine writes.
+    pub fn clear_store_records(&self) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        let mut batch = rocksdb::WriteBatch::default();
+        for cf in Cf::ALL {
+            for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start) {
+                let (key, _) = item?;
+                if cf.is_journaled() || is_store_meta(&key) || key.starts_with(JOURNAL_SEQ) {
+                    batch.delete_cf(self.cf(cf), &key);
+                    deleted += 1;
+                }
+            }
+        }
+        let mut options = rocksdb::WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)?;
+        Ok(deleted)
+    }
+
     /// A consistent copy of the database in `dir` (which must not exist yet),
     /// taken while it serves: RocksDB's checkpoint hard-links the SST files
     /// when `dir` is on the same file system and copies them otherwise.

@@ -87,11 +87,12 @@ impl NatsCluster {
         self.client_ports.iter().map(|port| format!("nats://127.0.0.1:{port}")).collect()
     }
 
-    /// The `[cluster]` section (and `replicated` durability) of a node named `node`.
+    /// The `[cluster]` section (and `replicated` durability) of a node named
+    /// `node`; checkpoints every 2 s, so that tests meet them.
     pub fn crema_toml(&self, node: &str) -> String {
         let nats: Vec<String> = self.urls().iter().map(|url| format!("\"{url}\"")).collect();
         format!(
-            "\n[store]\ndurability = \"replicated\"\n\n[cluster]\nnode = \"{node}\"\nadvertise = \"http://127.0.0.1:0\"\nnats = [{}]\nreplicas = 3\n",
+            "\n[store]\ndurability = \"replicated\"\n\n[cluster]\nnode = \"{node}\"\nadvertise = \"http://127.0.0.1:0\"\nnats = [{}]\nreplicas = 3\ncheckpoint_interval_s = 2\n",
             nats.join(", ")
         )
     }

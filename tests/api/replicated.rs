@@ -14,15 +14,24 @@ use serde_json::Value;
 use crate::helpers::{admin_client, admin_toml, order_body, wait_ready, wait_until, Process};
 use crate::nats::NatsCluster;
 
-/// `crema serve` as node `node` of `nats`, its data in `dir/<node>-data`.
+/// `crema serve` as node `node` of `nats`, its data in `dir/<data>`.
 fn node(dir: &Path, nats: &NatsCluster, node: &str, data: &str) -> Process {
+    node_with(dir, nats, node, data, &[])
+}
+
+fn node_with(dir: &Path, nats: &NatsCluster, node: &str, data: &str, envs: &[(&str, &str)]) -> Process {
     let config = dir.join(format!("{node}.toml"));
     std::fs::write(&config, format!("{}{}", admin_toml(), nats.crema_toml(node))).unwrap();
     let data = dir.join(data);
-    Process::start(
-        &["serve", "--bind", "127.0.0.1:0", "--data", data.to_str().unwrap(), "--config", config.to_str().unwrap()],
-        &[("CREMA_BARISTA__BREW_SCALE", "0.01"), ("CREMA_ORDERS__PASSIVATE_AFTER_MS", "200")],
-    )
+    let mut all = vec![("CREMA_BARISTA__BREW_SCALE", "0.01"), ("CREMA_ORDERS__PASSIVATE_AFTER_MS", "200")];
+    all.extend_from_slice(envs);
+    Process::start(&["serve", "--bind", "127.0.0.1:0", "--data", data.to_str().unwrap(), "--config", config.to_str().unwrap()], &all)
+}
+
+/// The value of an unlabelled (or exactly labelled) sample of `/metrics`.
+async fn metric(client: &reqwest::Client, base: &str, sample: &str) -> Option<f64> {
+    let text = client.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
+    text.lines().find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
 }
 
 async fn place(client: &reqwest::Client, base: &str) -> reqwest::Response {
@@ -78,12 +87,8 @@ async fn a_second_node_on_the_same_stores_fences_the_first_which_then_acknowledg
     let placed = place(&client, &second.base).await;
     assert_eq!(placed.status(), 201);
     acknowledged.push(placed.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
-    let metrics = client.get(format!("{}/metrics", first.base)).send().await.unwrap().text().await.unwrap();
-    let fenced_writes: f64 = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("crema_journal_fenced_writes_total "))
-        .and_then(|value| value.parse().ok())
-        .expect("crema_journal_fenced_writes_total on the fenced node");
+    let fenced_writes =
+        metric(&client, &first.base, "crema_journal_fenced_writes_total").await.expect("crema_journal_fenced_writes_total on the fenced node");
     assert!(fenced_writes >= 1.0, "the refused write is counted");
 
     // Both stop; a third node on an empty data directory has every acknowledged order.
@@ -166,4 +171,84 @@ async fn the_event_feed_carries_every_acknowledged_version_of_every_order_in_ord
         assert!(seen.windows(2).all(|pair| pair[0] < pair[1]), "order {id}: versions out of order or repeated: {seen:?}");
         assert!(seen.len() >= 3, "order {id}: placed, made and settled are at least three versions: {seen:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_empty_loads_a_checkpoint_and_a_short_tail_and_finds_settled_orders_on_the_feed() {
+    let nats = NatsCluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = admin_client(10);
+    let first = node_with(dir.path(), &nats, "a", "a-data", &[("CREMA_CLUSTER__CHECKPOINT_INTERVAL_S", "1")]);
+    wait_ready(&client, &first.base).await;
+    // History: orders made and picked up (settled: in no checkpoint).
+    let mut settled = Vec::new();
+    for _ in 0..40 {
+        let response = place(&client, &first.base).await;
+        assert_eq!(response.status(), 201);
+        settled.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    for id in &settled {
+        let picked = wait_until(Duration::from_secs(20), || async {
+            let response = client.post(format!("{}/orders/{id}/pickup", first.base)).send().await.ok()?;
+            (response.status() == 200).then_some(())
+        })
+        .await;
+        assert!(picked.is_some(), "order {id} is made and picked up");
+    }
+    let journal_messages = metric(&client, &first.base, "crema_journal_groups_total").await.unwrap();
+    // A checkpoint of the history…
+    let first_checkpoint = wait_until(Duration::from_secs(20), || async {
+        let written = metric(&client, &first.base, "crema_checkpoints_total").await?;
+        let seq = metric(&client, &first.base, "crema_checkpoint_seq{store=\"main\"}").await?;
+        (seq >= journal_messages).then_some(written)
+    })
+    .await
+    .expect("a checkpoint is written every second while the journal moves");
+    // …then stations paused, and a second checkpoint, which trims the journal below the first.
+    for station in ["bar-1", "bar-2", "bar-3"] {
+        let paused = client.post(format!("{}/stations/{station}/pause", first.base)).send().await.unwrap();
+        assert_eq!(paused.status(), 200);
+    }
+    let second_checkpoint = wait_until(Duration::from_secs(20), || async {
+        let written = metric(&client, &first.base, "crema_checkpoints_total").await?;
+        (written > first_checkpoint).then_some(())
+    })
+    .await;
+    assert!(second_checkpoint.is_some(), "the pauses moved the journal: another checkpoint");
+    // Live orders after the last checkpoint: stations paused, so they wait in the queue.
+    let mut live = Vec::new();
+    for _ in 0..5 {
+        let response = place(&client, &first.base).await;
+        assert_eq!(response.status(), 201);
+        live.push(response.json::<Value>().await.unwrap());
+    }
+    first.kill_9();
+
+    let second = node(dir.path(), &nats, "b", "b-data");
+    wait_ready(&client, &second.base).await;
+    let replayed = metric(&client, &second.base, "crema_journal_replayed_total").await.unwrap();
+    assert!(
+        replayed < journal_messages / 2.0,
+        "loading read the checkpoint and a short tail ({replayed} journal messages), not the history ({journal_messages})"
+    );
+    for order in &live {
+        let id = order["id"].as_str().unwrap();
+        let now: Value = client.get(format!("{}/orders/{id}", second.base)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(now["status"], "queued", "live order {id} is back, still waiting (stations paused)");
+    }
+    for id in &settled {
+        let response = client.get(format!("{}/orders/{id}", second.base)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "settled order {id} is answered from the event feed");
+        assert_eq!(response.json::<Value>().await.unwrap()["status"], "picked_up");
+    }
+    let unknown = client.get(format!("{}/orders/0190aaaa-0000-7000-8000-000000000000", second.base)).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    // Pickup numbers go on from the newest order, and the pauses held.
+    let next = place(&client, &second.base).await;
+    assert_eq!(next.status(), 201);
+    let next: Value = next.json().await.unwrap();
+    let last_number = live.last().unwrap()["number"].as_u64().unwrap();
+    assert_eq!(next["number"].as_u64().unwrap(), last_number % 999 + 1, "numbering goes on across the load");
+    let stations: Value = client.get(format!("{}/stations", second.base)).send().await.unwrap().json().await.unwrap();
+    assert!(stations.to_string().matches("\"paused\"").count() >= 3, "the pauses came back: {stations}");
 }
