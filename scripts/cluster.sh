@@ -19,6 +19,7 @@ cleanup() {
     for pid in "$dir"/nats/*.pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null; done
     wait 2>/dev/null || true
 }
+# Ctrl-C stops everything; the JetStream data in DIR/nats stays for the next start.
 trap cleanup EXIT INT TERM
 ./scripts/nats-cluster.sh "$dir/nats" 4222
 cat >"$dir/crema.toml" <<CONF

@@ -20,6 +20,11 @@ cleanup() {
     kill $(jobs -p) 2>/dev/null || true
     for pid in "$work"/nats/*.pid; do [ -f "$pid" ] && kill "$(cat "$pid")" 2>/dev/null; done
     wait 2>/dev/null || true
+    # The servers are not this shell's children: wait for them to go before removing their data.
+    for pid in "$work"/nats/*.pid; do
+        [ -f "$pid" ] || continue
+        for _ in $(seq 50); do kill -0 "$(cat "$pid")" 2>/dev/null || break; sleep 0.1; done
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT

@@ -152,13 +152,18 @@ fn envelope_version(bytes: &[u8]) -> Result<u8, CodecError> {
 /// The record in an envelope of any version, as `T` (the caller picked `T`
 /// for that version).
 fn decode_body<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, CodecError> {
+    decode_body_within::<T, DECODE_LIMIT_BYTES>(kind, bytes)
+}
+
+/// [`decode_body`] that lets the record claim up to `LIMIT` bytes.
+fn decode_body_within<T: DeserializeOwned, const LIMIT: usize>(kind: Kind, bytes: &[u8]) -> Result<T, CodecError> {
     let [_, found, body @ ..] = bytes else {
         return Err(CodecError::Truncated);
     };
     if *found != kind as u8 {
         return Err(CodecError::Kind { expected: kind, found: *found });
     }
-    let config = bincode::config::standard().with_limit::<DECODE_LIMIT_BYTES>();
+    let config = bincode::config::standard().with_limit::<LIMIT>();
     let (value, read) = bincode::serde::decode_from_slice(body, config)?;
     if read != body.len() {
         return Err(CodecError::Trailing(body.len() - read));
@@ -224,18 +229,7 @@ pub fn decode_checkpoint(bytes: &[u8]) -> Result<Checkpoint, CodecError> {
 /// [`CHECKPOINT_LIMIT_BYTES`]; today's format only.
 fn decode_large<T: DeserializeOwned>(kind: Kind, bytes: &[u8]) -> Result<T, CodecError> {
     match envelope_version(bytes)? {
-        FORMAT_VERSION => {
-            let [_, found, body @ ..] = bytes else { return Err(CodecError::Truncated) };
-            if *found != kind as u8 {
-                return Err(CodecError::Kind { expected: kind, found: *found });
-            }
-            let config = bincode::config::standard().with_limit::<CHECKPOINT_LIMIT_BYTES>();
-            let (value, read) = bincode::serde::decode_from_slice(body, config)?;
-            if read != body.len() {
-                return Err(CodecError::Trailing(body.len() - read));
-            }
-            Ok(value)
-        }
+        FORMAT_VERSION => decode_body_within::<T, CHECKPOINT_LIMIT_BYTES>(kind, bytes),
         version => Err(CodecError::Version(version)),
     }
 }

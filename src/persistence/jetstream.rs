@@ -466,12 +466,8 @@ fn events_config(cluster: &ClusterSettings) -> stream::Config {
         name: EVENTS_STREAM.to_owned(),
         description: Some("crema: every acknowledged version of every order, as its JSON".to_owned()),
         subjects: vec!["crema.events.>".to_owned()],
-        storage: stream::StorageType::File,
-        num_replicas: cluster.replicas,
         max_age: Duration::from_secs(cluster.retention_days * 86_400),
-        duplicate_window: Duration::from_secs(120),
-        allow_direct: true,
-        ..Default::default()
+        ..journal_config(cluster)
     }
 }
 

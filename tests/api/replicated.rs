@@ -28,6 +28,17 @@ fn node_with(dir: &Path, nats: &NatsCluster, node: &str, data: &str, envs: &[(&s
     Process::start(&["serve", "--bind", "127.0.0.1:0", "--data", data.to_str().unwrap(), "--config", config.to_str().unwrap()], &all)
 }
 
+/// Places `count` orders on `base`, each answered 201; their ids.
+async fn place_ids(client: &reqwest::Client, base: &str, count: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..count {
+        let response = place(client, base).await;
+        assert_eq!(response.status(), 201);
+        ids.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
 /// The value of an unlabelled (or exactly labelled) sample of `/metrics`.
 async fn metric(client: &reqwest::Client, base: &str, sample: &str) -> Option<f64> {
     let text = client.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
@@ -51,12 +62,7 @@ async fn a_second_node_on_the_same_stores_fences_the_first_which_then_acknowledg
     let client = admin_client(10);
     let first = node(dir.path(), &nats, "a", "a-data");
     wait_ready(&client, &first.base).await;
-    let mut acknowledged = Vec::new();
-    for _ in 0..3 {
-        let response = place(&client, &first.base).await;
-        assert_eq!(response.status(), 201);
-        acknowledged.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
-    }
+    let mut acknowledged = place_ids(&client, &first.base, 3).await;
 
     // Started by mistake on the same stores, with an empty data directory:
     // it replays the journal, then its takeover record fences the first.
@@ -84,9 +90,7 @@ async fn a_second_node_on_the_same_stores_fences_the_first_which_then_acknowledg
     assert_eq!(cancel.status(), 503, "a fenced node acknowledges no change of the store");
 
     // The second node writes.
-    let placed = place(&client, &second.base).await;
-    assert_eq!(placed.status(), 201);
-    acknowledged.push(placed.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    acknowledged.extend(place_ids(&client, &second.base, 1).await);
     let fenced_writes =
         metric(&client, &first.base, "crema_journal_fenced_writes_total").await.expect("crema_journal_fenced_writes_total on the fenced node");
     assert!(fenced_writes >= 1.0, "the refused write is counted");
@@ -111,12 +115,7 @@ async fn the_event_feed_carries_every_acknowledged_version_of_every_order_in_ord
     let client = admin_client(10);
     let server = node(dir.path(), &nats, "a", "a-data");
     wait_ready(&client, &server.base).await;
-    let mut ids = Vec::new();
-    for _ in 0..5 {
-        let response = place(&client, &server.base).await;
-        assert_eq!(response.status(), 201);
-        ids.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
-    }
+    let ids = place_ids(&client, &server.base, 5).await;
     let cancel = client.post(format!("{}/orders/{}/cancel", server.base, ids[0])).send().await.unwrap();
     assert!(cancel.status() == 200 || cancel.status() == 409, "cancel: {}", cancel.status());
     // Every order settles (made and ready, or cancelled and refunded).
@@ -181,12 +180,7 @@ async fn a_node_started_empty_loads_a_checkpoint_and_a_short_tail_and_finds_sett
     let first = node_with(dir.path(), &nats, "a", "a-data", &[("CREMA_CLUSTER__CHECKPOINT_INTERVAL_S", "1")]);
     wait_ready(&client, &first.base).await;
     // History: orders made and picked up (settled: in no checkpoint).
-    let mut settled = Vec::new();
-    for _ in 0..40 {
-        let response = place(&client, &first.base).await;
-        assert_eq!(response.status(), 201);
-        settled.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
-    }
+    let settled = place_ids(&client, &first.base, 40).await;
     for id in &settled {
         let picked = wait_until(Duration::from_secs(20), || async {
             let response = client.post(format!("{}/orders/{id}/pickup", first.base)).send().await.ok()?;
