@@ -891,6 +891,11 @@ fn render_journal<'a>(out: &mut String, replicated: &crate::persistence::jetstre
         "# HELP crema_journal_connected 1 while this node is connected to JetStream.\n# TYPE crema_journal_connected gauge\ncrema_journal_connected {}",
         u8::from(replicated.is_connected())
     );
+    let _ = writeln!(
+        out,
+        "# HELP crema_journal_quorum 1 while the journal stream answers (its leader elected, a quorum of replicas up).\n# TYPE crema_journal_quorum gauge\ncrema_journal_quorum {}",
+        u8::from(replicated.has_quorum())
+    );
     out.push_str("# HELP crema_store_writable 1 while this node writes the store's journal (owned, not fenced, JetStream answering).\n# TYPE crema_store_writable gauge\n");
     for store in stores {
         let _ = writeln!(out, "crema_store_writable{{store=\"{store}\"}} {}", u8::from(replicated.is_writable(store)));
@@ -912,7 +917,15 @@ pub async fn readyz(engine: Arc<Engine>) -> Reply {
         // Replicated: every store of this node must be written by this node,
         // with JetStream answering.
         let fenced = replicated.fenced_stores();
-        let status = if !replicated.is_connected() { "journal_unreachable" } else if fenced.is_empty() { "journal_stalled" } else { "fenced" };
+        let status = if !replicated.is_connected() {
+            "journal_unreachable"
+        } else if !fenced.is_empty() {
+            "fenced"
+        } else if !replicated.has_quorum() {
+            "journal_no_quorum"
+        } else {
+            "journal_stalled"
+        };
         let mut response = json(StatusCode::SERVICE_UNAVAILABLE, &serde_json::json!({"status": status, "fenced": fenced}));
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(1));
         return Ok(response);

@@ -183,6 +183,9 @@ pub struct Replicated {
     stats: Arc<JournalStats>,
     /// Set by [`Replicated::close`]: a group without an answer stops being retried.
     closing: Arc<AtomicBool>,
+    /// The journal stream answered its last health probe (its leader is
+    /// elected: a quorum of the replicas is up); see [`probe_quorum`].
+    quorum: Arc<AtomicBool>,
     committers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -272,6 +275,9 @@ impl Replicated {
             committers.push(tokio::spawn(committer.run(rx)));
             journals.insert(store.clone(), StoreJournal { tx, state });
         }
+        let quorum = Arc::new(AtomicBool::new(true));
+        let probe_every = Duration::from_millis((cluster.lease_ms / 5).clamp(200, 2_000));
+        committers.push(tokio::spawn(probe_quorum(journal.clone(), quorum.clone(), probe_every)));
         tracing::info!(
             node = %cluster.node,
             servers = %servers,
@@ -289,6 +295,7 @@ impl Replicated {
             stores: journals,
             stats,
             closing,
+            quorum,
             committers: std::sync::Mutex::new(committers),
         }))
     }
@@ -309,6 +316,14 @@ impl Replicated {
         self.stores.get(store).is_some_and(|journal| {
             !journal.state.fenced.load(Ordering::Acquire) && !journal.state.stalled.load(Ordering::Acquire)
         }) && self.is_connected()
+            && self.has_quorum()
+    }
+
+    /// Whether the journal stream answered its last probe (a leader is
+    /// elected: a quorum of its replicas is up). Without one, no write can be
+    /// acknowledged: new orders are refused before any charge.
+    pub fn has_quorum(&self) -> bool {
+        self.quorum.load(Ordering::Acquire)
     }
 
     pub fn is_fenced(&self, store: &str) -> bool {
@@ -482,6 +497,24 @@ async fn ensure_stream(context: &jetstream::Context, config: stream::Config, sta
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(err) => return Err(JournalError::JetStream(format!("stream {}: {err}", config.name))),
+        }
+    }
+}
+
+/// Asks for the journal stream's info every `every` (answered only by its
+/// elected leader) and keeps the answer in `quorum`.
+async fn probe_quorum(mut journal: stream::Stream, quorum: Arc<AtomicBool>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let answered = journal.info().await.is_ok();
+        if quorum.swap(answered, Ordering::AcqRel) != answered {
+            if answered {
+                tracing::warn!("the journal stream answers again (quorum)");
+            } else {
+                tracing::error!("the journal stream does not answer (no leader, no quorum): no change can be acknowledged");
+            }
         }
     }
 }

@@ -246,3 +246,36 @@ async fn a_node_started_empty_loads_a_checkpoint_and_a_short_tail_and_finds_sett
     let stations: Value = client.get(format!("{}/stations", second.base)).send().await.unwrap().json().await.unwrap();
     assert!(stations.to_string().matches("\"paused\"").count() >= 3, "the pauses came back: {stations}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_jetstream_quorum_a_node_is_not_ready_and_takes_no_order_then_recovers() {
+    let nats = NatsCluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = admin_client(10);
+    let server = node(dir.path(), &nats, "a", "a-data");
+    wait_ready(&client, &server.base).await;
+    let before = place_ids(&client, &server.base, 2).await;
+    // Two of three servers paused: no leader can be elected, nothing can be stored.
+    nats.pause(1, true);
+    nats.pause(2, true);
+    let not_ready = wait_until(Duration::from_secs(20), || async {
+        let response = client.get(format!("{}/readyz", server.base)).send().await.ok()?;
+        let body: Value = response.json().await.ok()?;
+        // Connected to a paused server, the node may find its connection dead first.
+        (body["status"] == "journal_no_quorum" || body["status"] == "journal_unreachable").then_some(())
+    })
+    .await;
+    assert!(not_ready.is_some(), "/readyz says journal_no_quorum (or journal_unreachable) within 20 s");
+    let refused = place(&client, &server.base).await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.json::<Value>().await.unwrap()["code"], "store_unavailable", "refused before any charge");
+    nats.pause(1, false);
+    nats.pause(2, false);
+    wait_ready(&client, &server.base).await;
+    let after = place_ids(&client, &server.base, 1).await;
+    for id in before.iter().chain(&after) {
+        assert_eq!(client.get(format!("{}/orders/{id}", server.base)).send().await.unwrap().status(), 200);
+    }
+    let quorum = metric(&client, &server.base, "crema_journal_quorum").await;
+    assert_eq!(quorum, Some(1.0));
+}
