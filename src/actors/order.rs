@@ -152,6 +152,12 @@ impl OrderActor {
             Ok(order) if order.status == OrderStatus::Ready => act.passivate_later(ctx),
             Ok(_) => {}
             Err(OrderError::Transition(err)) => tracing::debug!(order = %act.id, event = name, %err, "ticket move ignored"),
+            // Another node writes the store now (replicated): the move is its
+            // to make (it requeues what was being made here); retrying would
+            // only be refused again, every second, forever.
+            Err(OrderError::Store(StoreError::Fenced(store))) => {
+                tracing::debug!(order = %act.id, event = name, %store, "ticket move not kept: the store is fenced");
+            }
             Err(err) => {
                 tracing::warn!(order = %act.id, event = name, %err, "persisting a ticket move failed; retrying in 1 s");
                 ctx.wait(fut::wrap_future::<_, Self>(tokio::time::sleep(TICKET_MOVE_RETRY)).map(move |(), act, ctx| {
