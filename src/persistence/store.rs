@@ -150,9 +150,12 @@ impl Batch {
     }
 
     /// The ops as a journal group carries them.
+    /// The live-order index is not journaled: every cache derives it from
+    /// the orders it applies ([`Batch::from_journal_ops`]).
     pub fn journal_ops(&self) -> Vec<super::codec::JournalOp> {
         self.ops
             .iter()
+            .filter(|op| !matches!(op, Op::Put(Cf::Meta, key, _) | Op::Delete(Cf::Meta, key) if key.starts_with(LIVE)))
             .map(|op| match op {
                 Op::Put(cf, key, value) => super::codec::JournalOp { cf: cf.code(), key: key.clone(), value: Some(value.clone()) },
                 Op::Delete(cf, key) => super::codec::JournalOp { cf: cf.code(), key: key.clone(), value: None },
@@ -160,16 +163,23 @@ impl Batch {
             .collect()
     }
 
-    /// A group read back from `store`'s journal, as a batch for this cache;
-    /// an op naming a column family this build does not know is an error.
+    /// A group read back from `store`'s journal, as a batch for this cache,
+    /// with the live-order index entries of the orders it writes; an op
+    /// naming a column family this build does not know, or an order that
+    /// does not decode, is an error.
     pub fn from_journal_ops(store: &str, ops: Vec<super::codec::JournalOp>) -> Result<Batch, CodecError> {
         let mut batch = Batch::for_store(store);
         for op in ops {
             let cf = Cf::from_code(op.cf).ok_or(CodecError::Kind { expected: super::codec::Kind::Journal, found: op.cf })?;
+            let index = match (&op.value, cf) {
+                (Some(value), Cf::Orders) => Some(live_index_op(&codec::decode_order(value)?)),
+                _ => None,
+            };
             batch.ops.push(match op.value {
                 Some(value) => Op::Put(cf, op.key, value),
                 None => Op::Delete(cf, op.key),
             });
+            batch.ops.extend(index);
         }
         Ok(batch)
     }
@@ -202,6 +212,7 @@ impl Batch {
     pub fn put_order(&mut self, order: &Order) -> &mut Self {
         self.of_store(&order.store);
         self.ops.push(Op::Put(Cf::Orders, order.id.as_bytes().to_vec(), codec::encode_order(order)));
+        self.ops.push(live_index_op(order));
         self
     }
 
@@ -343,7 +354,33 @@ impl Store {
         let db = DB::open_cf_descriptors(&options, dir, cfs)?;
         let store = Store { db: Arc::new(db) };
         store.check_schema()?;
+        store.ensure_live_index()?;
         Ok(store)
+    }
+
+    /// Builds the live-order index of a data dir written before it existed
+    /// (one scan of the orders, once); a new data dir starts with it.
+    fn ensure_live_index(&self) -> Result<(), StoreError> {
+        let meta = self.cf(Cf::Meta);
+        if self.db.get_cf(meta, LIVE_INDEX_BUILT)?.is_some() {
+            return Ok(());
+        }
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut indexed = 0_usize;
+        self.for_each_order(|order| {
+            if is_live(&order) {
+                batch.put_cf(meta, live_key(&order.store, &order.id), []);
+                indexed += 1;
+            }
+        })?;
+        batch.put_cf(meta, LIVE_INDEX_BUILT, []);
+        let mut options = rocksdb::WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)?;
+        if indexed > 0 {
+            tracing::info!(indexed, "live-order index built");
+        }
+        Ok(())
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
@@ -599,8 +636,11 @@ impl Store {
 impl Store {
     /// What a checkpoint of `store` holds ([`super::codec::Checkpoint`]), read
     /// from one RocksDB snapshot, with the journal sequence the cache had
-    /// applied for `store` in that same snapshot (so the two agree). Scans
-    /// every order: run it on a blocking thread, now and then.
+    /// applied for `store` in that same snapshot (so the two agree). Reads
+    /// the live orders through their index, the newest order, and the
+    /// bounded families (tickets, intents, refunds, idempotency records
+    /// inside their TTL): its cost follows what is live, not the history.
+    /// Run it on a blocking thread.
     pub fn store_records(&self, store: &str, idempotency_since_ms: u64) -> Result<(u64, Vec<super::codec::JournalOp>), StoreError> {
         use super::codec::{IdempotentOutcome, JournalOp};
         let snapshot = self.db.snapshot();
@@ -610,36 +650,38 @@ impl Store {
             .map_or(0, u64::from_be_bytes);
         let put = |cf: Cf, key: &[u8], value: &[u8]| JournalOp { cf: cf.code(), key: key.to_vec(), value: Some(value.to_vec()) };
         let mut ops = Vec::new();
+        // The store's live orders, by the index: settled history is not read.
         let mut live = std::collections::HashSet::new();
-        // The newest order goes in even when settled: pickup numbers go on from it.
-        let mut newest: Option<(u64, Box<[u8]>, Box<[u8]>)> = None;
-        for item in snapshot.iterator_cf(self.cf(Cf::Orders), IteratorMode::Start) {
+        let prefix = live_key(store, "");
+        for item in snapshot.iterator_cf(self.cf(Cf::Meta), IteratorMode::From(&prefix, Direction::Forward)) {
+            let (key, _) = item?;
+            let Some(id) = key.strip_prefix(prefix.as_slice()) else { break };
+            let Some(value) = snapshot.get_cf(self.cf(Cf::Orders), id)? else { continue };
+            let order = codec::decode_order(&value).map_err(|source| corrupt(Cf::Orders, id, source))?;
+            ops.push(put(Cf::Orders, id, &value));
+            if let Some(customer) = &order.customer {
+                ops.push(put(Cf::Customers, &codec::customer_key(customer, &order.id), &[]));
+            }
+            live.insert(order.id);
+        }
+        // The newest order goes in even when settled: pickup numbers go on
+        // from it. Ids are UUIDv7 (time-ordered): walk back from the newest
+        // id to the first of this store's, which is never older than its
+        // newest live order.
+        for item in snapshot.iterator_cf(self.cf(Cf::Orders), IteratorMode::End) {
             let (key, value) = item?;
             let order = codec::decode_order(&value).map_err(|source| corrupt(Cf::Orders, &key, source))?;
-            if order.store != store {
-                continue;
+            if order.store == store {
+                if !live.contains(&order.id) {
+                    ops.push(put(Cf::Orders, &key, &value));
+                }
+                break;
             }
-            if !order.is_settled() || order.payment.status == crate::domain::PaymentStatus::RefundPending {
-                ops.push(put(Cf::Orders, &key, &value));
-                live.insert(order.id);
-            } else if newest.as_ref().is_none_or(|(created_ms, _, _)| order.created_ms >= *created_ms) {
-                newest = Some((order.created_ms, key, value));
-            }
-        }
-        if let Some((_, key, value)) = newest {
-            ops.push(put(Cf::Orders, &key, &value));
         }
         for item in snapshot.iterator_cf(self.cf(Cf::Tickets), IteratorMode::Start) {
             let (key, value) = item?;
             if live.contains(String::from_utf8_lossy(&value).as_ref()) {
                 ops.push(put(Cf::Tickets, &key, &value));
-            }
-        }
-        for item in snapshot.iterator_cf(self.cf(Cf::Customers), IteratorMode::Start) {
-            let (key, value) = item?;
-            let id = key.iter().position(|byte| *byte == 0).map(|at| String::from_utf8_lossy(&key[at + 1..]).into_owned());
-            if id.is_some_and(|id| live.contains(&id)) {
-                ops.push(put(Cf::Customers, &key, &value));
             }
         }
         for item in snapshot.iterator_cf(self.cf(Cf::Intents), IteratorMode::Start) {
@@ -688,7 +730,7 @@ impl Store {
         for cf in Cf::ALL {
             for item in self.db.iterator_cf(self.cf(cf), IteratorMode::Start) {
                 let (key, _) = item?;
-                if cf.is_journaled() || is_store_meta(&key) || key.starts_with(JOURNAL_SEQ) {
+                if cf.is_journaled() || is_store_meta(&key) || key.starts_with(JOURNAL_SEQ) || key.starts_with(LIVE) {
                     batch.delete_cf(self.cf(cf), &key);
                     deleted += 1;
                 }
@@ -725,6 +767,32 @@ pub(crate) fn journal_seq_key(store: &str) -> Vec<u8> {
 
 const JOURNAL_SEQ: &[u8] = b"journal-seq/";
 
+/// Prefix of the live-order index in `meta`: `live/{store}/{order id}` for
+/// every order not yet settled (or with a refund pending). A checkpoint
+/// reads the live orders through it; every write of an order keeps it.
+const LIVE: &[u8] = b"live/";
+/// Marks a data dir whose live-order index is complete.
+const LIVE_INDEX_BUILT: &[u8] = b"live-index-built";
+
+fn live_key(store: &str, id: &str) -> Vec<u8> {
+    [LIVE, store.as_bytes(), b"/", id.as_bytes()].concat()
+}
+
+/// Whether a checkpoint must carry the order (it is not settled yet).
+fn is_live(order: &Order) -> bool {
+    !order.is_settled() || order.payment.status == crate::domain::PaymentStatus::RefundPending
+}
+
+/// The index entry that follows a write of `order`.
+fn live_index_op(order: &Order) -> Op {
+    let key = live_key(&order.store, &order.id);
+    if is_live(order) {
+        Op::Put(Cf::Meta, key, Vec::new())
+    } else {
+        Op::Delete(Cf::Meta, key)
+    }
+}
+
 fn corrupt(cf: Cf, key: &[u8], source: CodecError) -> StoreError {
     StoreError::Corrupt { cf: cf.name(), key: String::from_utf8_lossy(key).into_owned(), source }
 }
@@ -743,4 +811,103 @@ const STATION_PAUSED: &[u8] = b"station-paused/";
 
 fn station_paused_key(store: &str, station: &str) -> Vec<u8> {
     [STATION_PAUSED, store.as_bytes(), b"/", station.as_bytes()].concat()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{LineRequest, Menu, OrderRequest, OrderStatus, PaymentStatus};
+
+    fn order(id: &str, store: &str) -> Order {
+        let request = OrderRequest { store: Some(store.into()), customer: Some("lee".into()), items: vec![LineRequest::new("americano", 1)] };
+        let mut draft = request.validate(&Menu::builtin()).unwrap();
+        draft.store = store.to_owned();
+        Order::paid(id.into(), draft, format!("k-{id}"), "p".into(), 1)
+    }
+
+    fn picked_up(id: &str, store: &str) -> Order {
+        let mut order = order(id, store);
+        order.status = OrderStatus::PickedUp;
+        order
+    }
+
+    fn write(store: &Store, batch: &Batch) {
+        let mut write = rocksdb::WriteBatch::default();
+        for op in &batch.ops {
+            match op {
+                Op::Put(cf, key, value) => write.put_cf(store.cf(*cf), key, value),
+                Op::Delete(cf, key) => write.delete_cf(store.cf(*cf), key),
+            }
+        }
+        store.db.write(write).unwrap();
+    }
+
+    fn checkpointed_orders(store: &Store, of: &str) -> Vec<String> {
+        let (_, ops) = store.store_records(of, 0).unwrap();
+        let mut ids: Vec<String> =
+            ops.iter().filter(|op| op.cf == Cf::Orders.code()).map(|op| String::from_utf8(op.key.clone()).unwrap()).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_checkpoint_holds_the_live_orders_and_the_newest_through_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Ids sort by time, as UUIDv7 do: h* are history, l* live, z* newest.
+        for n in 0..50 {
+            write(&store, Batch::new().put_order(&picked_up(&format!("h{n:03}"), "a")));
+        }
+        write(&store, Batch::new().put_order(&order("l001", "a")));
+        let mut pending = picked_up("l002", "a");
+        pending.status = OrderStatus::Cancelled;
+        pending.payment.status = PaymentStatus::RefundPending;
+        write(&store, Batch::new().put_order(&pending));
+        write(&store, Batch::new().put_order(&order("l003", "b")));
+        write(&store, Batch::new().put_order(&picked_up("z001", "a")));
+        write(&store, Batch::new().put_order(&picked_up("z002", "b")));
+        assert_eq!(checkpointed_orders(&store, "a"), ["l001", "l002", "z001"]);
+        assert_eq!(checkpointed_orders(&store, "b"), ["l003", "z002"]);
+
+        // Settled: out of the index, and so out of the next checkpoint.
+        write(&store, Batch::new().put_order(&picked_up("l001", "a")));
+        assert_eq!(checkpointed_orders(&store, "a"), ["l002", "z001"]);
+        let (_, ops) = store.store_records("a", 0).unwrap();
+        let customers = ops.iter().filter(|op| op.cf == Cf::Customers.code()).count();
+        assert_eq!(customers, 1, "the customer index entry of each live order");
+    }
+
+    #[test]
+    fn the_index_is_not_journaled_but_derived_from_the_journal() {
+        let mut batch = Batch::new();
+        batch.put_order(&order("l001", "a"));
+        let ops = batch.journal_ops();
+        assert_eq!(ops.len(), 1, "only the order travels");
+        let replayed = Batch::from_journal_ops("a", ops).unwrap();
+        assert_eq!(replayed.ops.len(), 2, "the order and its index entry");
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        write(&store, &replayed);
+        assert_eq!(checkpointed_orders(&store, "a"), ["l001"]);
+        // A settled order read back deletes its entry.
+        write(&store, &Batch::from_journal_ops("a", Batch::new().put_order(&picked_up("l001", "a")).journal_ops()).unwrap());
+        assert_eq!(checkpointed_orders(&store, "a"), ["l001"], "still the newest");
+        write(&store, Batch::new().put_order(&picked_up("z001", "a")));
+        assert_eq!(checkpointed_orders(&store, "a"), ["z001"]);
+    }
+
+    #[test]
+    fn a_data_dir_from_before_the_index_gets_it_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for id in ["l001", "l002"] {
+                store.db.put_cf(store.cf(Cf::Orders), id, codec::encode_order(&order(id, "a"))).unwrap();
+            }
+            store.db.delete_cf(store.cf(Cf::Meta), LIVE_INDEX_BUILT).unwrap();
+            assert!(checkpointed_orders(&store, "a").len() <= 1, "no index yet");
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(checkpointed_orders(&store, "a"), ["l001", "l002"]);
+    }
 }
