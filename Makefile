@@ -1,7 +1,7 @@
 # The two commands of the README, and the set-up they share.
 # One cargo profile (release) for build, run and test, so RocksDB compiles once.
 
-.PHONY: run test bench rush-bench deps screenshots soak chaos cluster fuzz schemathesis
+.PHONY: run test bench rush-bench deps screenshots soak chaos history-bench cluster fuzz schemathesis
 
 deps:
 	@./scripts/install-deps.sh
@@ -39,6 +39,12 @@ soak: deps
 # (three real nats-server processes); CHAOS_CYCLES=N for another count.
 chaos: deps
 	CHAOS_CYCLES=$${CHAOS_CYCLES:-60} cargo test --release --test api replicated_soak -- --nocapture
+
+# A store with 1,000,000 settled orders and 1,000 live ones, beside one with
+# no history, loaded by a node with an empty data dir (three real nats-server
+# processes; about 3 minutes); CREMA_HISTORY=N for another history.
+history-bench: deps
+	CREMA_HISTORY=$${CREMA_HISTORY:-1000000} cargo test --release --test api long_history -- --nocapture
 
 # Three JetStream servers on loopback and crema on them (store.durability =
 # "replicated"); Ctrl-C stops them all. See README, "A replicated store".

@@ -886,6 +886,12 @@ fn render_journal<'a>(out: &mut String, replicated: &crate::persistence::jetstre
     for (store, info) in &checkpoints {
         let _ = writeln!(out, "crema_checkpoint_seq{{store=\"{store}\"}} {}", info.seq);
     }
+    out.push_str("# HELP crema_store_load_seconds How long loading the store (its checkpoint, the journal after it, the takeover) took when this node started.\n# TYPE crema_store_load_seconds gauge\n");
+    for store in &stores {
+        if let Some(load_ms) = replicated.load_ms(store) {
+            let _ = writeln!(out, "crema_store_load_seconds{{store=\"{store}\"}} {}", load_ms as f64 / 1000.0);
+        }
+    }
     let _ = writeln!(
         out,
         "# HELP crema_journal_connected 1 while this node is connected to JetStream.\n# TYPE crema_journal_connected gauge\ncrema_journal_connected {}",

@@ -152,6 +152,8 @@ struct StoreJournalState {
     checkpoint_seq: AtomicU64,
     checkpoint_at_ms: AtomicU64,
     checkpoint_bytes: AtomicU64,
+    /// How long loading the store took at start (checkpoint, journal tail, takeover), ms.
+    load_ms: AtomicU64,
 }
 
 /// A store's checkpoint as `/metrics` shows it.
@@ -245,6 +247,7 @@ impl Replicated {
         for store in stores {
             // Loading a checkpoint, catching up and taking over are each
             // safe to repeat: a JetStream electing a leader is waited for.
+            let loading = Instant::now();
             let state = patiently(|| async {
                 let state = Arc::new(StoreJournalState::default());
                 if cache.journal_seq(store)? == 0 {
@@ -259,6 +262,7 @@ impl Replicated {
                 Ok(state)
             })
             .await?;
+            state.load_ms.store(loading.elapsed().as_millis() as u64, Ordering::Release);
             let (tx, rx) = mpsc::channel(mailbox);
             let committer = Committer {
                 store: store.clone(),
@@ -374,6 +378,11 @@ impl Replicated {
         }
     }
 
+    /// How long loading `store` took when this node started (ms).
+    pub fn load_ms(&self, store: &str) -> Option<u64> {
+        self.stores.get(store).map(|journal| journal.state.load_ms.load(Ordering::Acquire))
+    }
+
     /// The newest checkpoint of `store` this node knows (none: 0s).
     pub fn checkpoint_info(&self, store: &str) -> Option<CheckpointInfo> {
         self.stores.get(store).map(|journal| CheckpointInfo {
@@ -405,6 +414,7 @@ impl Replicated {
             return Ok(None);
         }
         let since_ms = now_ms().saturating_sub(idempotency_ttl_ms);
+        let started = Instant::now();
         let (owned_cache, owned_store) = (cache.clone(), store.to_owned());
         let (seq, ops) = tokio::task::spawn_blocking(move || owned_cache.store_records(&owned_store, since_ms))
             .await
@@ -438,7 +448,7 @@ impl Replicated {
                 .await
                 .map_err(|err| JournalError::JetStream(format!("trimming the journal of {store}: {err}")))?;
         }
-        tracing::info!(store, seq, bytes = info.bytes, trimmed_below = below, "checkpoint written");
+        tracing::info!(store, seq, bytes = info.bytes, trimmed_below = below, took_ms = started.elapsed().as_millis() as u64, "checkpoint written");
         Ok(Some(info))
     }
 

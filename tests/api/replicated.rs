@@ -279,3 +279,130 @@ async fn without_a_jetstream_quorum_a_node_is_not_ready_and_takes_no_order_then_
     let quorum = metric(&client, &server.base, "crema_journal_quorum").await;
     assert_eq!(quorum, Some(1.0));
 }
+
+/// Writes `history` settled orders of store `long`, then `live` unsettled
+/// orders of each of `long` and `short`, into the (new) cache in `data`, as
+/// a node that has served them holds them; the live orders' ids.
+async fn seed_cache(data: &Path, history: usize, live: usize) -> Vec<String> {
+    use crema::domain::{LineRequest, Menu, Order, OrderEvent, OrderRequest, OrderStatus};
+    use crema::persistence::{Batch, Store, StoreWriter};
+
+    let store = Store::open(data).unwrap();
+    let writer = StoreWriter::start(store, crema::config::Durability::Async, 64, 64, Duration::ZERO);
+    let menu = Menu::builtin();
+    let order = |store: &str, n: usize| {
+        let request = OrderRequest {
+            store: Some(store.to_owned()),
+            customer: (n % 3 == 0).then(|| format!("guest-{}", n % 100)),
+            items: vec![LineRequest::new("americano", 1)],
+        };
+        let mut order = Order::paid(uuid::Uuid::now_v7().to_string(), request.validate(&menu).unwrap(), format!("k-{n}"), format!("p-{n}"), 1);
+        order.number = Some((n % 999 + 1) as u16);
+        order
+    };
+    // Ids are UUIDv7: the history is older than every live order.
+    let started = std::time::Instant::now();
+    for chunk in 0..history.div_ceil(10_000) {
+        let mut batch = Batch::new();
+        for n in chunk * 10_000..((chunk + 1) * 10_000).min(history) {
+            let mut settled = order("long", n);
+            settled.status = OrderStatus::PickedUp;
+            batch.put_order(&settled).put_customer_index(&settled);
+        }
+        writer.commit(batch).await.unwrap();
+        if chunk % 20 == 19 {
+            eprintln!("seeded {} of {history} historic orders", (chunk + 1) * 10_000);
+        }
+    }
+    let mut ids = Vec::new();
+    for store in ["long", "short"] {
+        for n in 0..live {
+            let mut live = order(store, n);
+            let queue_seq = ids.len() as u64 + 1;
+            live.apply(OrderEvent::Queued { queue_seq }, 2).unwrap();
+            ids.push(live.id.clone());
+            let mut batch = Batch::new();
+            batch.put_order(&live).put_customer_index(&live).put_ticket(queue_seq, &live.id);
+            writer.commit(batch).await.unwrap();
+        }
+    }
+    writer.close().await;
+    eprintln!("seeded {history} historic and {} live orders in {:.1} s", ids.len(), started.elapsed().as_secs_f64());
+    ids
+}
+
+/// A store with a long history (`CREMA_HISTORY` settled orders, 100,000 by
+/// default; `make history-bench` takes 1,000,000) and 1,000 live orders,
+/// beside a store with the same live orders and no history, loaded by a node
+/// started on an empty data directory: each store costs its checkpoint (its
+/// live orders) and a short tail, so the two load alike. Prints both load
+/// times and the time to ready (BENCHMARKS.md); fails if the history made the
+/// checkpoint grow or the load replay the journal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_node_loads_a_store_with_a_long_history_from_a_checkpoint_of_its_live_orders() {
+    let history: usize = std::env::var("CREMA_HISTORY").ok().and_then(|n| n.parse().ok()).unwrap_or(100_000);
+    const LIVE: usize = 1_000;
+    const TAIL: usize = 50;
+    let nats = NatsCluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = admin_client(30);
+    let live = seed_cache(&dir.path().join("a-data"), history, LIVE).await;
+    let stores = "\n[[stores]]\nid = \"long\"\nname = \"Long\"\n[[stores.stations]]\nid = \"bar-1\"\nserves = [\"bar\", \"kitchen\"]\n\n[[stores]]\nid = \"short\"\nname = \"Short\"\n[[stores.stations]]\nid = \"bar-1\"\nserves = [\"bar\", \"kitchen\"]\n";
+    let start = |node: &str, data: &str| {
+        let config = dir.path().join(format!("{node}.toml"));
+        std::fs::write(&config, format!("{}{stores}{}", admin_toml(), nats.crema_toml(node))).unwrap();
+        let data = dir.path().join(data);
+        let args = ["serve", "--bind", "127.0.0.1:0", "--data", data.to_str().unwrap(), "--config", config.to_str().unwrap()];
+        // Manual stations: the live orders stay queued.
+        Process::start(&args, &[("CREMA_BARISTA__MODE", "manual"), ("CREMA_ORDERS__PASSIVATE_AFTER_MS", "200")])
+    };
+
+    // The node that served them: its checkpoints of both stores, then it stops.
+    let first = start("a", "a-data");
+    wait_ready(&client, &first.base).await;
+    for store in ["long", "short"] {
+        let sample = format!("crema_checkpoint_seq{{store=\"{store}\"}}");
+        let written = wait_until(Duration::from_secs(60), || async { metric(&client, &first.base, &sample).await.filter(|seq| *seq > 0.0) }).await;
+        assert!(written.is_some(), "a checkpoint of {store} within 60 s");
+    }
+    // One more round, after the live orders were queued at start.
+    let rounds = metric(&client, &first.base, "crema_checkpoints_total").await.unwrap();
+    wait_until(Duration::from_secs(30), || async { metric(&client, &first.base, "crema_checkpoints_total").await.filter(|n| *n >= rounds + 2.0) }).await;
+    // A tail after the checkpoints: orders the next node replays from the journal.
+    let mut live = live;
+    for n in 0..TAIL {
+        let body = serde_json::json!({ "store": if n % 2 == 0 { "long" } else { "short" }, "items": [{ "menu_id": "latte", "qty": 1 }] });
+        let response = client.post(format!("{}/orders", first.base)).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 201);
+        live.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    assert!(first.terminate().success());
+
+    // A new node on an empty data directory.
+    let started = std::time::Instant::now();
+    let second = start("b", "b-data");
+    wait_ready(&client, &second.base).await;
+    let ready_s = started.elapsed().as_secs_f64();
+    let sample = |name: &str, store: &str| format!("{name}{{store=\"{store}\"}}");
+    let mut seen = HashMap::new();
+    for store in ["long", "short"] {
+        for name in ["crema_store_load_seconds", "crema_checkpoint_bytes"] {
+            seen.insert((name, store), metric(&client, &second.base, &sample(name, store)).await.unwrap_or_else(|| panic!("{name} of {store}")));
+        }
+    }
+    let replayed = metric(&client, &second.base, "crema_journal_replayed_total").await.unwrap();
+    let (long_bytes, short_bytes) = (seen[&("crema_checkpoint_bytes", "long")], seen[&("crema_checkpoint_bytes", "short")]);
+    let (long_s, short_s) = (seen[&("crema_store_load_seconds", "long")], seen[&("crema_store_load_seconds", "short")]);
+    eprintln!(
+        "history {history}, live {LIVE} per store: ready in {ready_s:.2} s from spawn; load long {long_s:.3} s vs short {short_s:.3} s (ratio {:.2}); checkpoint long {long_bytes} B vs short {short_bytes} B; {replayed} journal messages replayed",
+        long_s / short_s.max(0.001)
+    );
+    assert!(long_bytes < short_bytes * 1.2, "the checkpoint holds the live orders, not the history ({long_bytes} B vs {short_bytes} B)");
+    // Two journal messages per order placed one at a time (its payment intent, then the order).
+    assert!(replayed > 0.0 && replayed <= 3.0 * TAIL as f64, "the load replays the short tail, not the history ({replayed} messages)");
+    for id in &live {
+        let response = client.get(format!("{}/orders/{id}", second.base)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "live order {id}");
+        assert_eq!(response.json::<Value>().await.unwrap()["status"], "queued", "live order {id} still waits");
+    }
+}
