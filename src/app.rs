@@ -15,7 +15,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::actors::engine::{ActorSystem, Engine};
+use crate::actors::engine::Engine;
+use crate::actors::shared::ActorSystem;
 use crate::auth::{Gatekeeper, KeyConfig, Keys, Role};
 use crate::config::{Durability, Settings};
 use crate::http::{self, ServerLimits};

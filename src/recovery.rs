@@ -27,7 +27,6 @@ use std::time::Instant;
 use crate::persistence::{Batch, OrphanRefund, StoreError};
 use crate::actors::barista::{tickets_for, Enqueue, Pause};
 use crate::actors::engine::Engine;
-use crate::actors::order::OrderActor;
 use crate::actors::payment::{Lookup, Refund};
 use crate::gateway::GatewayPayment;
 use crate::actors::projection::{ReadScan, Seed};
@@ -153,13 +152,13 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
     }
     for order in live {
         let holds_ticket = order.status.holds_ticket();
-        let addr = OrderActor::start_revived(order.clone(), engine.clone());
+        let addr = engine.revive(order.clone());
         engine.directory.insert(order.id.clone(), addr.clone());
         if holds_ticket {
             if engine.stores.get(&order.store).is_none() {
                 tracing::warn!(order = %order.id, store = %order.store, "the order's store is no longer configured; the default store makes it");
             }
-            for ticket in tickets_for(&order, addr.clone()) {
+            for ticket in tickets_for(&order, addr.clone().recipient()) {
                 engine.stores.of(&order.store).admission.force_reserve();
                 tickets.push((order.store.clone(), ticket));
             }

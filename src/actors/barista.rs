@@ -6,8 +6,8 @@
 //! brew time × `barista.brew_scale` (a timer on this actor), then reports the
 //! ticket done. A `manual` station is driven by a person through `next`/`done`.
 //!
-//! It tells the ticket's order actor about every move (`TicketStarted`,
-//! `TicketRequeued`, `TicketFinished`); the order actor persists the change.
+//! It tells the ticket's order actor about every move ([`TicketMoved`]);
+//! the order actor persists the change.
 //! A paused station gives its current ticket back to the queue, which keeps its
 //! place: the queue is ordered by sequence number, so a returned ticket goes
 //! back to the head.
@@ -29,9 +29,8 @@ use std::time::Duration;
 use actix::prelude::*;
 use serde::Serialize;
 
-use super::order::{OrderActor, TicketFinished, TicketRequeued, TicketStarted};
 use crate::config::StationMode;
-use crate::domain::LineOption;
+use crate::domain::{LineOption, OrderEvent};
 use crate::domain::time::now_ms;
 
 /// Reserved places in the ticket queue. `try_reserve` before charging;
@@ -91,8 +90,15 @@ pub struct Ticket {
     pub items: Vec<TicketItem>,
     pub brew_ms: u64,
     pub queued_ms: u64,
-    pub owner: Addr<OrderActor>,
+    /// The order's actor, told about every move of the ticket.
+    pub owner: Recipient<TicketMoved>,
 }
+
+/// A move of a ticket (started, given back, finished), told to its order's
+/// actor, which persists it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct TicketMoved(pub OrderEvent);
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TicketItem {
@@ -278,7 +284,7 @@ impl BaristaPool {
         self.admission.release();
         let station = &mut self.stations[index];
         station.started_ms = now_ms();
-        tell(&ticket.owner, TicketStarted { station: station.id.clone(), kind: ticket.kind.clone() });
+        tell(&ticket.owner, OrderEvent::Started { station: station.id.clone(), kind: ticket.kind.clone() });
         if station.mode == StationMode::Auto {
             let brew = Duration::from_secs_f64(ticket.brew_ms as f64 * self.brew_scale / 1000.0);
             let (order_id, kind) = (ticket.order_id.clone(), ticket.kind.clone());
@@ -319,7 +325,7 @@ impl BaristaPool {
                 self.brews.insert(ticket.kind.clone(), crate::metrics::Histogram::new(crate::metrics::CAFE_MS));
             }
             self.brews[&ticket.kind].observe(took);
-            tell(&ticket.owner, TicketFinished { kind: ticket.kind.clone() });
+            tell(&ticket.owner, OrderEvent::Finished { kind: ticket.kind.clone() });
         }
         self.dispatch(ctx);
     }
@@ -332,7 +338,7 @@ impl BaristaPool {
         }
         if let Some(ticket) = station.current.take() {
             self.admission.force_reserve();
-            tell(&ticket.owner, TicketRequeued { kind: ticket.kind.clone() });
+            tell(&ticket.owner, OrderEvent::Requeued { kind: ticket.kind.clone() });
             self.insert(ticket);
         }
     }
@@ -470,12 +476,8 @@ impl Handler<EtaOfNew> for BaristaPool {
 /// Tells an order actor about a move of its ticket, without waiting for it
 /// to be handled (the order actor persists every move, in the order sent; see
 /// [`super::deliver`]).
-fn tell<M>(owner: &Addr<OrderActor>, msg: M)
-where
-    M: Message<Result = ()> + Send + 'static,
-    OrderActor: Handler<M>,
-{
-    if !super::deliver(owner, msg) {
+fn tell(owner: &Recipient<TicketMoved>, event: OrderEvent) {
+    if !super::deliver_to(owner, TicketMoved(event)) {
         tracing::warn!("an order actor stopped before it took a ticket update");
     }
 }
@@ -745,7 +747,7 @@ impl Handler<RenderBrews> for BaristaPool {
 
 /// The order's tickets not yet done, one per station kind, each with that
 /// kind's lines; `queued_ms` is when the order was last queued (now if never).
-pub fn tickets_for(order: &crate::domain::Order, owner: Addr<OrderActor>) -> Vec<Ticket> {
+pub fn tickets_for(order: &crate::domain::Order, owner: Recipient<TicketMoved>) -> Vec<Ticket> {
     let queued_ms = order
         .history
         .iter()

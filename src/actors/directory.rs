@@ -10,26 +10,24 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use actix::Addr;
-
-use super::order::OrderActor;
+use actix::{Actor, Addr};
 
 const SHARDS: usize = 64;
 
-pub struct Directory {
-    shards: Vec<Mutex<HashMap<String, Addr<OrderActor>>>>,
+pub struct Directory<A: Actor> {
+    shards: Vec<Mutex<HashMap<String, Addr<A>>>>,
     /// Entries across all shards, kept beside them so `len` takes no lock.
     live: AtomicUsize,
 }
 
-impl Default for Directory {
+impl<A: Actor> Default for Directory<A> {
     fn default() -> Self {
         Directory { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(), live: AtomicUsize::new(0) }
     }
 }
 
-impl Directory {
-    fn shard(&self, id: &str) -> MutexGuard<'_, HashMap<String, Addr<OrderActor>>> {
+impl<A: Actor> Directory<A> {
+    fn shard(&self, id: &str) -> MutexGuard<'_, HashMap<String, Addr<A>>> {
         // FNV-1a: cheap, and ids are random enough that any spread will do.
         let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
             (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3)
@@ -39,23 +37,23 @@ impl Directory {
     }
 
     /// The live actor of `id`, if there is one.
-    pub fn get(&self, id: &str) -> Option<Addr<OrderActor>> {
+    pub fn get(&self, id: &str) -> Option<Addr<A>> {
         self.shard(id).get(id).filter(|addr| addr.connected()).cloned()
     }
 
-    pub fn insert(&self, id: String, addr: Addr<OrderActor>) {
+    pub fn insert(&self, id: String, addr: Addr<A>) {
         let mut shard = self.shard(&id);
         self.insert_locked(&mut shard, id, addr);
     }
 
-    fn insert_locked(&self, shard: &mut HashMap<String, Addr<OrderActor>>, id: String, addr: Addr<OrderActor>) {
+    fn insert_locked(&self, shard: &mut HashMap<String, Addr<A>>, id: String, addr: Addr<A>) {
         if shard.insert(id, addr).is_none() {
             self.live.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Removes `id` only if it still points at `addr` (a newer actor may have replaced it).
-    pub fn remove(&self, id: &str, addr: &Addr<OrderActor>) {
+    pub fn remove(&self, id: &str, addr: &Addr<A>) {
         let mut shard = self.shard(id);
         if shard.get(id) == Some(addr) {
             shard.remove(id);
@@ -69,8 +67,8 @@ impl Directory {
     pub fn get_or_start<E>(
         &self,
         id: &str,
-        start: impl FnOnce() -> Result<Option<Addr<OrderActor>>, E>,
-    ) -> Result<Option<Addr<OrderActor>>, E> {
+        start: impl FnOnce() -> Result<Option<Addr<A>>, E>,
+    ) -> Result<Option<Addr<A>>, E> {
         let mut shard = self.shard(id);
         if let Some(addr) = shard.get(id).filter(|addr| addr.connected()) {
             return Ok(Some(addr.clone()));

@@ -8,8 +8,10 @@
 //! | `projection` | counts by status, throughput                 | the core arbiter        |
 //! | store writer | RocksDB writes (`crate::persistence::writer`) | its own thread          |
 //!
-//! [`directory`] finds (or revives) the actor of an order; [`engine`] holds what
-//! every actor shares. `docs/runtime.md` gives every bound and the shutdown order.
+//! [`shared`] holds what every actor shares; [`engine`] adds the [`directory`]
+//! of live order actors, through which an order's actor is found or revived.
+//! The modules form no import cycle (see [`engine`]). `docs/runtime.md` gives
+//! every bound and the shutdown order.
 
 pub mod barista;
 pub mod breaker;
@@ -19,6 +21,7 @@ pub mod event_log;
 pub mod order;
 pub mod payment;
 pub mod projection;
+pub mod shared;
 pub mod stores;
 
 use actix::prelude::*;
@@ -32,6 +35,22 @@ use actix::prelude::*;
 pub fn deliver<A, M>(to: &Addr<A>, msg: M) -> bool
 where
     A: Actor<Context = Context<A>> + Handler<M>,
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    match to.try_send(msg) {
+        Ok(()) => true,
+        Err(SendError::Full(msg)) => {
+            to.do_send(msg);
+            to.connected()
+        }
+        Err(SendError::Closed(_)) => false,
+    }
+}
+
+/// [`deliver`] to a [`Recipient`]: the same bound, the same order.
+pub fn deliver_to<M>(to: &Recipient<M>, msg: M) -> bool
+where
     M: Message + Send + 'static,
     M::Result: Send,
 {

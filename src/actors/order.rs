@@ -11,8 +11,8 @@
 //!    placement holds (its `orders.max_placing` permit, its `Idempotency-Key`)
 //!    is released only when it has an outcome, even if the HTTP caller
 //!    stopped waiting: a retry with the same key cannot start a second charge.
-//! 2. Ticket moves from the pool (`TicketStarted`, `TicketRequeued`,
-//!    `TicketFinished`) are persisted in the order they arrive.
+//! 2. Ticket moves from the pool ([`TicketMoved`]: started, given back,
+//!    finished) are persisted in the order they arrive.
 //! 3. `Cancel`: withdraw the ticket (or abort its brewing) → persist
 //!    `cancelled` with the refund owed → refund; a failed refund is retried with
 //!    backoff until it succeeds (a restart revives the actor, which retries).
@@ -31,8 +31,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 
-use super::barista::{tickets_for, Enqueue, Withdraw, Withdrawal};
-use super::engine::Engine;
+use super::barista::{tickets_for, Enqueue, TicketMoved, Withdraw, Withdrawal};
+use super::directory::Directory;
+use super::shared::Shared;
 use super::payment::{Charge, PaymentError, Refund};
 use crate::domain::time::now_ms;
 use crate::domain::{Draft, Order, OrderEvent, OrderStatus, PaymentStatus, TicketStatus, TransitionError};
@@ -67,7 +68,10 @@ use std::pin::Pin;
 
 pub struct OrderActor {
     id: String,
-    engine: Arc<Engine>,
+    shared: Arc<Shared>,
+    /// Where the live order actors are: this one enters when it starts and
+    /// leaves when it stops.
+    directory: Arc<Directory<OrderActor>>,
     /// `None` only while the first `Place` is in progress. Shared (not
     /// copied) with the event log, its subscribers and the caller's answer.
     order: Option<Arc<Order>>,
@@ -79,30 +83,30 @@ impl OrderActor {
     /// Starts the actor of a new order: on the current thread when that is an
     /// order arbiter (the HTTP connection is served there, so `Place` and its
     /// answer never cross threads), else on the next order arbiter.
-    pub fn start_placing(id: String, engine: Arc<Engine>) -> Addr<OrderActor> {
-        if super::engine::on_order_arbiter() {
-            return OrderActor::new(id, engine, None).start();
+    pub fn start_placing(id: String, shared: Arc<Shared>, directory: Arc<Directory<OrderActor>>) -> Addr<OrderActor> {
+        if super::shared::on_order_arbiter() {
+            return OrderActor::new(id, shared, directory, None).start();
         }
-        let arbiter = engine.order_arbiter();
-        OrderActor::start_in_arbiter(&arbiter, move |_| OrderActor::new(id, engine, None))
+        let arbiter = shared.order_arbiter();
+        OrderActor::start_in_arbiter(&arbiter, move |_| OrderActor::new(id, shared, directory, None))
     }
 
     /// Starts the actor of an order read back from its snapshot.
-    pub fn start_revived(order: Order, engine: Arc<Engine>) -> Addr<OrderActor> {
-        let arbiter = engine.order_arbiter();
-        OrderActor::start_in_arbiter(&arbiter, move |_| OrderActor::new(order.id.clone(), engine, Some(Arc::new(order))))
+    pub fn start_revived(order: Order, shared: Arc<Shared>, directory: Arc<Directory<OrderActor>>) -> Addr<OrderActor> {
+        let arbiter = shared.order_arbiter();
+        OrderActor::start_in_arbiter(&arbiter, move |_| OrderActor::new(order.id.clone(), shared, directory, Some(Arc::new(order))))
     }
 
-    fn new(id: String, engine: Arc<Engine>, order: Option<Arc<Order>>) -> Self {
-        let refund_backoff_ms = engine.settings.orders.refund_retry_ms.max(1);
-        OrderActor { id, engine, order, refund_backoff_ms, passivation: None }
+    fn new(id: String, shared: Arc<Shared>, directory: Arc<Directory<OrderActor>>, order: Option<Arc<Order>>) -> Self {
+        let refund_backoff_ms = shared.settings.orders.refund_retry_ms.max(1);
+        OrderActor { id, shared, directory, order, refund_backoff_ms, passivation: None }
     }
 
     /// A command of a store this node no longer writes (replicated, fenced)
     /// is not answered from this node's stale state, not even a repeat.
     fn ensure_writer(&self) -> Result<(), OrderError> {
         match &self.order {
-            Some(order) if self.engine.journal.is_fenced(&order.store) => Err(OrderError::Store(StoreError::Fenced(order.store.clone()))),
+            Some(order) if self.shared.journal.is_fenced(&order.store) => Err(OrderError::Store(StoreError::Fenced(order.store.clone()))),
             _ => Ok(()),
         }
     }
@@ -121,11 +125,11 @@ impl OrderActor {
         let mut batch = Batch::new();
         batch.put_order(&next);
         extra(&next, &mut batch);
-        let writer = self.engine.journal.clone();
+        let writer = self.shared.journal.clone();
         Box::pin(async move { writer.commit(batch).await.map(|()| next) }.into_actor(self).map(
             move |committed, act, _| {
                 let next = Arc::new(committed?);
-                act.engine.publish(&next, Some(previous));
+                act.shared.publish(&next, Some(previous));
                 act.order = Some(next.clone());
                 Ok(next)
             },
@@ -174,10 +178,10 @@ impl OrderActor {
         if order.payment.status != PaymentStatus::RefundPending {
             return Box::pin(fut::ready(Some(order.clone())));
         }
-        let call = self.engine.payment().send(Refund { payment_id: order.payment.payment_id.clone() });
+        let call = self.shared.payment().send(Refund { payment_id: order.payment.payment_id.clone() });
         Box::pin(call.into_actor(self).then(|answer, act, ctx| -> Step<Option<Arc<Order>>> {
             if matches!(answer, Ok(Ok(()))) {
-                act.refund_backoff_ms = act.engine.settings.orders.refund_retry_ms.max(1);
+                act.refund_backoff_ms = act.shared.settings.orders.refund_retry_ms.max(1);
                 return Box::pin(act.persist(OrderEvent::Refunded, |_, _| {}).map(|result, act, ctx| {
                     if let Err(err) = &result {
                         // The gateway refunds a payment once: asking again later is safe.
@@ -210,7 +214,7 @@ impl OrderActor {
         if let Some(handle) = self.passivation.take() {
             ctx.cancel_future(handle);
         }
-        let after = Duration::from_millis(self.engine.settings.orders.passivate_after_ms);
+        let after = Duration::from_millis(self.shared.settings.orders.passivate_after_ms);
         self.passivation = Some(ctx.run_later(after, |act, ctx| {
             let idle = act.order.as_ref().is_some_and(|order| order.is_settled() || order.status == OrderStatus::Ready);
             if idle {
@@ -224,8 +228,8 @@ impl Actor for OrderActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(self.engine.settings.orders.mailbox);
-        self.engine.directory.insert(self.id.clone(), ctx.address());
+        ctx.set_mailbox_capacity(self.shared.settings.orders.mailbox);
+        self.directory.insert(self.id.clone(), ctx.address());
         let Some(order) = &self.order else { return };
         if order.payment.status == PaymentStatus::RefundPending {
             let retry = self.refund();
@@ -236,7 +240,7 @@ impl Actor for OrderActor {
     }
 
     fn stopped(&mut self, ctx: &mut Self::Context) {
-        self.engine.directory.remove(&self.id, &ctx.address());
+        self.directory.remove(&self.id, &ctx.address());
     }
 }
 
@@ -259,9 +263,9 @@ impl Handler<Place> for OrderActor {
     type Result = AtomicResponse<Self, Result<Arc<Order>, OrderError>>;
 
     fn handle(&mut self, msg: Place, ctx: &mut Self::Context) -> Self::Result {
-        let engine = self.engine.clone();
+        let shared = self.shared.clone();
         let id = self.id.clone();
-        let me = ctx.address();
+        let me = ctx.address().recipient::<TicketMoved>();
         let Place { draft, payment_key, idempotency, held } = msg;
         let store = draft.store.clone();
         let tickets = draft.ticket_count();
@@ -274,9 +278,9 @@ impl Handler<Place> for OrderActor {
                 created_ms: now_ms(),
                 store: draft.store.clone(),
             };
-            engine.journal.commit(std::mem::take(Batch::new().put_intent(&intent))).await?;
+            shared.journal.commit(std::mem::take(Batch::new().put_intent(&intent))).await?;
             let charge = Charge { key: payment_key.clone(), order_id: id.clone(), amount: draft.total };
-            let charged = engine.payment().send(charge).await.unwrap_or_else(|err| {
+            let charged = shared.payment().send(charge).await.unwrap_or_else(|err| {
                 Err(PaymentError::Unavailable { reason: err.to_string(), retry_after_s: 1 })
             });
             let record = |outcome| IdempotencyRecord {
@@ -287,16 +291,16 @@ impl Handler<Place> for OrderActor {
             match charged {
                 Ok(payment_id) => {
                     let mut order = Order::paid(id.clone(), draft, payment_key.clone(), payment_id, now_ms());
-                    let store = engine.stores.of(&order.store);
+                    let store = shared.stores.of(&order.store);
                     order.number = Some(store.numbers.next());
-                    let queue_seq = engine.next_queue_seq();
+                    let queue_seq = shared.next_queue_seq();
                     order.apply(OrderEvent::Queued { queue_seq }, now_ms())?;
                     let mut batch = Batch::new();
                     batch.put_order(&order).put_customer_index(&order).put_ticket(queue_seq, &id).delete_intent(&payment_key);
                     if let Some((key, _)) = &idempotency {
                         batch.put_idempotency(key, &record(IdempotentOutcome::Created(order.clone())));
                     }
-                    if let Err(err) = engine.journal.commit(batch).await {
+                    if let Err(err) = shared.journal.commit(batch).await {
                         if matches!(err, StoreError::JournalUnavailable(_)) {
                             // No answer from the replicated journal (only while
                             // crema stops): the order may yet be in it, so no
@@ -308,9 +312,9 @@ impl Handler<Place> for OrderActor {
                         // until the store can write, so a failed refund is retried there.
                         tracing::error!(order = %id, %err, "the paid order could not be stored; refunding its charge");
                         let payment_id = order.payment.payment_id.clone();
-                        let refunded = matches!(engine.payment().send(Refund { payment_id }).await, Ok(Ok(())));
+                        let refunded = matches!(shared.payment().send(Refund { payment_id }).await, Ok(Ok(())));
                         if refunded {
-                            let _ = engine.journal.commit(std::mem::take(Batch::for_store(&order.store).delete_intent(&payment_key))).await;
+                            let _ = shared.journal.commit(std::mem::take(Batch::for_store(&order.store).delete_intent(&payment_key))).await;
                         }
                         return Err(OrderError::NotStored { refunded, fenced: matches!(err, StoreError::Fenced(_)) });
                     }
@@ -327,12 +331,12 @@ impl Handler<Place> for OrderActor {
                     if let Some((key, _)) = &idempotency {
                         batch.put_idempotency(key, &record(IdempotentOutcome::Declined));
                     }
-                    engine.journal.commit(batch).await?;
+                    shared.journal.commit(batch).await?;
                     Err(OrderError::Declined)
                 }
                 Err(PaymentError::Unavailable { reason, retry_after_s }) => {
                     // Nothing was charged: the intent has nothing left to reconcile.
-                    engine.journal.commit(std::mem::take(Batch::for_store(&draft_store).delete_intent(&payment_key))).await?;
+                    shared.journal.commit(std::mem::take(Batch::for_store(&draft_store).delete_intent(&payment_key))).await?;
                     Err(OrderError::PaymentUnavailable { reason, retry_after_s })
                 }
                 Err(PaymentError::Unknown(reason)) => {
@@ -344,15 +348,15 @@ impl Handler<Place> for OrderActor {
         AtomicResponse::new(Box::pin(saga.into_actor(self).map(move |placed, act, ctx| {
             // The outcome is durable (or known not to exist): release the permit and the key.
             drop(held);
-            act.engine.pending.clear(&act.id);
+            act.shared.pending.clear(&act.id);
             match &placed {
                 Ok(order) => {
-                    act.engine.publish(order, None);
+                    act.shared.publish(order, None);
                     act.order = Some(order.clone());
                 }
                 Err(_) => {
                     // No ticket joined the queue: give back the places reserved for them.
-                    act.engine.stores.of(&store).admission.release_n(tickets);
+                    act.shared.stores.of(&store).admission.release_n(tickets);
                     ctx.stop();
                 }
             }
@@ -396,7 +400,7 @@ impl Handler<Cancel> for OrderActor {
             return AtomicResponse::new(Box::pin(fut::ready(Err(err.into()))));
         }
         let status = order.status;
-        let withdraw = self.engine.stores.of(&order.store).pool.send(Withdraw { order_id: self.id.clone() });
+        let withdraw = self.shared.stores.of(&order.store).pool.send(Withdraw { order_id: self.id.clone() });
         AtomicResponse::new(Box::pin(withdraw.into_actor(self).then(move |answer, act, _| -> Step<Result<Arc<Order>, OrderError>> {
             match answer {
                 Err(_) => Box::pin(fut::ready(Err(OrderError::ShuttingDown))),
@@ -418,8 +422,8 @@ impl Handler<Cancel> for OrderActor {
                                 // the pool gave up goes back, in its old place.
                                 if !matches!(withdrawal, Withdrawal::NotHeld) {
                                     if let Some(order) = &act.order {
-                                        let store = act.engine.stores.of(&order.store);
-                                        for ticket in tickets_for(order, ctx.address()) {
+                                        let store = act.shared.stores.of(&order.store);
+                                        for ticket in tickets_for(order, ctx.address().recipient()) {
                                             store.admission.force_reserve();
                                             if !super::deliver(&store.pool, Enqueue(ticket)) {
                                                 tracing::error!(order = %act.id, "the barista pool is gone; the ticket waits on disk for a restart");
@@ -461,48 +465,10 @@ impl Handler<Pickup> for OrderActor {
     }
 }
 
-/// A station took the order's ticket of `kind`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct TicketStarted {
-    pub station: String,
-    pub kind: String,
-}
-
-impl Handler<TicketStarted> for OrderActor {
+impl Handler<TicketMoved> for OrderActor {
     type Result = ();
 
-    fn handle(&mut self, msg: TicketStarted, ctx: &mut Self::Context) {
-        self.follow_ticket(OrderEvent::Started { station: msg.station, kind: msg.kind }, ctx);
-    }
-}
-
-/// The station gave the ticket of `kind` back; it is at the head of the queue again.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct TicketRequeued {
-    pub kind: String,
-}
-
-impl Handler<TicketRequeued> for OrderActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: TicketRequeued, ctx: &mut Self::Context) {
-        self.follow_ticket(OrderEvent::Requeued { kind: msg.kind }, ctx);
-    }
-}
-
-/// The station finished the ticket of `kind`.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct TicketFinished {
-    pub kind: String,
-}
-
-impl Handler<TicketFinished> for OrderActor {
-    type Result = ();
-
-    fn handle(&mut self, msg: TicketFinished, ctx: &mut Self::Context) {
-        self.follow_ticket(OrderEvent::Finished { kind: msg.kind }, ctx);
+    fn handle(&mut self, TicketMoved(event): TicketMoved, ctx: &mut Self::Context) {
+        self.follow_ticket(event, ctx);
     }
 }

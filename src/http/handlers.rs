@@ -17,8 +17,9 @@ use super::error::ApiError;
 use super::idempotency::{self, Begin, InFlightKeys};
 use super::views::OrderView;
 use crate::actors::barista::{self, EtaOf, EtaOfNew, RenderBrews, TicketView, ListQueue, ListStations, PoolError, StationState, StationView};
-use crate::actors::engine::{Engine, PlacingPermit};
-use crate::actors::order::{Cancel, GetOrder, OrderActor, Pickup, Place};
+use crate::actors::engine::Engine;
+use crate::actors::shared::PlacingPermit;
+use crate::actors::order::{Cancel, GetOrder, Pickup, Place};
 use crate::actors::projection::GetStats;
 use crate::domain::{Draft, MenuItem, Order, OrderRequest, OrderStatus};
 use crate::actors::projection::{GetShelf, RenderMetrics};
@@ -387,7 +388,7 @@ pub async fn place_order(
         idempotency: key.map(|key| (key, hash)),
         held: Box::new((permit, guard)),
     };
-    let actor = OrderActor::start_placing(id.clone(), engine.clone());
+    let actor = engine.start_placing(id.clone());
     let place_timeout = Duration::from_millis(engine.settings.orders.place_timeout_ms);
     // The actor gives the queue place back if placing fails; only a message
     // that never reached it leaves that to us.
