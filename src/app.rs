@@ -75,6 +75,10 @@ async fn open_journal(settings: &Settings, store: &Store) -> Result<Journal, App
         Duration::from_micros(config.group_linger_us),
     );
     if config.durability != Durability::Replicated {
+        // A failed write here is the disk's, and the writer's first write will say so.
+        if let Err(err) = store.forget_live_index() {
+            tracing::warn!(error = %err, "marking the live-order index stale failed");
+        }
         return Ok(Journal::local(writer));
     }
     let stores: Vec<String> = settings.stores().into_iter().map(|store| store.id).collect();

@@ -240,6 +240,7 @@ impl Replicated {
                 behind.push(format!("{store} (cache at {cached}, checkpoint at {checkpoint})"));
             }
         }
+        tokio::task::block_in_place(|| cache.ensure_live_index())?;
         if !behind.is_empty() {
             let cleared = tokio::task::block_in_place(|| cache.clear_store_records())?;
             tracing::warn!(stores = %behind.join(", "), cleared, "the cache is older than the stores' checkpoints; cleared, loading from the checkpoints");
@@ -795,6 +796,10 @@ impl Committer {
                     let mut cache = Batch::new();
                     for request in &mut group {
                         cache.extend_ops(std::mem::take(&mut request.batch));
+                    }
+                    if let Err(err) = cache.index_live_orders() {
+                        // Our own encoding: not expected. The order is stored; only a checkpoint could miss it.
+                        tracing::error!(store = %self.store, %err, "an order of a journal group does not decode; the live-order index misses it");
                     }
                     cache.put_journal_seq(&self.store, seq);
                     self.apply_to_cache(cache).await;

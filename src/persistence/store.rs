@@ -151,11 +151,11 @@ impl Batch {
 
     /// The ops as a journal group carries them.
     /// The live-order index is not journaled: every cache derives it from
-    /// the orders it applies ([`Batch::from_journal_ops`]).
+    /// the orders it applies ([`Batch::from_journal_ops`],
+    /// [`Batch::index_live_orders`]).
     pub fn journal_ops(&self) -> Vec<super::codec::JournalOp> {
         self.ops
             .iter()
-            .filter(|op| !matches!(op, Op::Put(Cf::Meta, key, _) | Op::Delete(Cf::Meta, key) if key.starts_with(LIVE)))
             .map(|op| match op {
                 Op::Put(cf, key, value) => super::codec::JournalOp { cf: cf.code(), key: key.clone(), value: Some(value.clone()) },
                 Op::Delete(cf, key) => super::codec::JournalOp { cf: cf.code(), key: key.clone(), value: None },
@@ -212,8 +212,21 @@ impl Batch {
     pub fn put_order(&mut self, order: &Order) -> &mut Self {
         self.of_store(&order.store);
         self.ops.push(Op::Put(Cf::Orders, order.id.as_bytes().to_vec(), codec::encode_order(order)));
-        self.ops.push(live_index_op(order));
         self
+    }
+
+    /// Adds the live-order index entries of the orders this batch writes (a
+    /// replicated store's cache keeps the index; a local store does not pay
+    /// for it). An order that does not decode is an error.
+    pub(crate) fn index_live_orders(&mut self) -> Result<(), CodecError> {
+        let mut index = Vec::new();
+        for op in &self.ops {
+            if let Op::Put(Cf::Orders, _, value) = op {
+                index.push(live_index_op(&codec::decode_order(value)?));
+            }
+        }
+        self.ops.extend(index);
+        Ok(())
     }
 
     /// The customer index entry of a new order (none for anonymous orders).
@@ -354,18 +367,27 @@ impl Store {
         let db = DB::open_cf_descriptors(&options, dir, cfs)?;
         let store = Store { db: Arc::new(db) };
         store.check_schema()?;
-        store.ensure_live_index()?;
         Ok(store)
     }
 
-    /// Builds the live-order index of a data dir written before it existed
-    /// (one scan of the orders, once); a new data dir starts with it.
-    fn ensure_live_index(&self) -> Result<(), StoreError> {
+    /// Makes the live-order index complete, for a replicated node (whose
+    /// writes keep it from then on): a data dir that a local node wrote last
+    /// (whose writes do not keep it) is indexed afresh, by one scan of its
+    /// orders; a new data dir or one a replicated node wrote last costs a
+    /// lookup. Only at start, before the engine writes.
+    pub fn ensure_live_index(&self) -> Result<(), StoreError> {
         let meta = self.cf(Cf::Meta);
         if self.db.get_cf(meta, LIVE_INDEX_BUILT)?.is_some() {
             return Ok(());
         }
         let mut batch = rocksdb::WriteBatch::default();
+        for item in self.db.iterator_cf(meta, IteratorMode::From(LIVE, Direction::Forward)) {
+            let (key, _) = item?;
+            if !key.starts_with(LIVE) {
+                break;
+            }
+            batch.delete_cf(meta, &key);
+        }
         let mut indexed = 0_usize;
         self.for_each_order(|order| {
             if is_live(&order) {
@@ -379,6 +401,16 @@ impl Store {
         self.db.write_opt(batch, &options)?;
         if indexed > 0 {
             tracing::info!(indexed, "live-order index built");
+        }
+        Ok(())
+    }
+
+    /// A local node's writes do not keep the live-order index: it says so,
+    /// so that a later replicated start rebuilds it.
+    pub fn forget_live_index(&self) -> Result<(), StoreError> {
+        let meta = self.cf(Cf::Meta);
+        if self.db.get_cf(meta, LIVE_INDEX_BUILT)?.is_some() {
+            self.db.delete_cf(meta, LIVE_INDEX_BUILT)?;
         }
         Ok(())
     }
@@ -768,10 +800,11 @@ pub(crate) fn journal_seq_key(store: &str) -> Vec<u8> {
 const JOURNAL_SEQ: &[u8] = b"journal-seq/";
 
 /// Prefix of the live-order index in `meta`: `live/{store}/{order id}` for
-/// every order not yet settled (or with a refund pending). A checkpoint
-/// reads the live orders through it; every write of an order keeps it.
+/// every order not yet settled (or with a refund pending), kept by a
+/// replicated node's cache (see [`Store::ensure_live_index`]). A checkpoint
+/// reads the live orders through it.
 const LIVE: &[u8] = b"live/";
-/// Marks a data dir whose live-order index is complete.
+/// Marks a data dir whose live-order index is complete (removed by a local start).
 const LIVE_INDEX_BUILT: &[u8] = b"live-index-built";
 
 fn live_key(store: &str, id: &str) -> Vec<u8> {
@@ -831,7 +864,10 @@ mod tests {
         order
     }
 
+    /// Writes `batch` as a replicated node's cache does (with the index).
     fn write(store: &Store, batch: &Batch) {
+        let mut batch = batch.clone();
+        batch.index_live_orders().unwrap();
         let mut write = rocksdb::WriteBatch::default();
         for op in &batch.ops {
             match op {
@@ -881,6 +917,7 @@ mod tests {
     fn the_index_is_not_journaled_but_derived_from_the_journal() {
         let mut batch = Batch::new();
         batch.put_order(&order("l001", "a"));
+        assert_eq!(batch.ops.len(), 1, "a local write pays nothing for the index");
         let ops = batch.journal_ops();
         assert_eq!(ops.len(), 1, "only the order travels");
         let replayed = Batch::from_journal_ops("a", ops).unwrap();
@@ -908,6 +945,13 @@ mod tests {
             assert!(checkpointed_orders(&store, "a").len() <= 1, "no index yet");
         }
         let store = Store::open(dir.path()).unwrap();
+        store.ensure_live_index().unwrap();
         assert_eq!(checkpointed_orders(&store, "a"), ["l001", "l002"]);
+        // A local start forgets it; settled meanwhile, l001 leaves it at the next replicated start.
+        store.forget_live_index().unwrap();
+        store.db.put_cf(store.cf(Cf::Orders), "l001", codec::encode_order(&picked_up("l001", "a"))).unwrap();
+        store.db.put_cf(store.cf(Cf::Orders), "l000", codec::encode_order(&picked_up("l000", "a"))).unwrap();
+        store.ensure_live_index().unwrap();
+        assert_eq!(checkpointed_orders(&store, "a"), ["l002"]);
     }
 }
