@@ -345,6 +345,12 @@ async fn serve(settings: Settings, config: Option<PathBuf>, overrides: Overrides
         "starting crema"
     );
     let access_on = settings.auth.enabled;
+    // Before the address is printed: a SIGHUP sent once it is seen must not
+    // meet the default action (which ends the process).
+    #[cfg(unix)]
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    #[cfg(not(unix))]
+    let hangup = None::<()>;
     let app = App::start(settings).await?;
     println!("crema listening on http://{}", app.local_addr());
     // On stdout, with the address: the log (stderr) stays one format, and never holds the key.
@@ -366,7 +372,7 @@ async fn serve(settings: Settings, config: Option<PathBuf>, overrides: Overrides
             addr = app.local_addr()
         );
     }
-    until_stopped(&app, config.as_deref(), &overrides).await;
+    until_stopped(&app, hangup, config.as_deref(), &overrides).await;
     tracing::info!("shutdown requested; draining");
     app.shutdown().await;
     Ok(())
@@ -392,32 +398,33 @@ async fn backup(target: &str, key: Option<&str>, dir: &std::path::Path) -> anyho
     Ok(format!("backup written to {} in {} ms", body["dir"].as_str().unwrap_or_default(), body["took_ms"]))
 }
 
-/// Serves until SIGINT or SIGTERM; on SIGHUP reads the configuration again
-/// and takes its `[[auth.keys]]` (an error keeps the keys in use, logged).
-async fn until_stopped(app: &App, config: Option<&std::path::Path>, overrides: &Overrides) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-            shutdown_signal().await;
-            return;
-        };
-        let stop = shutdown_signal();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                () = &mut stop => return,
-                _ = hangup.recv() => {
-                    let reloaded = Settings::load(config, overrides).map_err(|err| err.to_string()).and_then(|settings| app.reload_keys(&settings));
-                    match reloaded {
-                        Ok(keys) => tracing::info!(keys, "keys reloaded (SIGHUP)"),
-                        Err(err) => tracing::error!(error = %err, "keys not reloaded (SIGHUP); the keys in use stay"),
-                    }
+/// Serves until SIGINT or SIGTERM; on SIGHUP (`hangup`, installed before
+/// the server said where it listens) reads the configuration again and
+/// takes its `[[auth.keys]]` (an error keeps the keys in use, logged).
+#[cfg(unix)]
+async fn until_stopped(app: &App, hangup: Option<tokio::signal::unix::Signal>, config: Option<&std::path::Path>, overrides: &Overrides) {
+    let Some(mut hangup) = hangup else {
+        shutdown_signal().await;
+        return;
+    };
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = hangup.recv() => {
+                let reloaded = Settings::load(config, overrides).map_err(|err| err.to_string()).and_then(|settings| app.reload_keys(&settings));
+                match reloaded {
+                    Ok(keys) => tracing::info!(keys, "keys reloaded (SIGHUP)"),
+                    Err(err) => tracing::error!(error = %err, "keys not reloaded (SIGHUP); the keys in use stay"),
                 }
             }
         }
     }
-    #[cfg(not(unix))]
+}
+
+#[cfg(not(unix))]
+async fn until_stopped(_: &App, _: Option<()>, _: Option<&std::path::Path>, _: &Overrides) {
     shutdown_signal().await;
 }
 
