@@ -15,6 +15,7 @@
 pub mod actors;
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod cli;
 pub mod config;
 pub mod domain;
