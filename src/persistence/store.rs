@@ -171,16 +171,12 @@ impl Batch {
         let mut batch = Batch::for_store(store);
         for op in ops {
             let cf = Cf::from_code(op.cf).ok_or(CodecError::Kind { expected: super::codec::Kind::Journal, found: op.cf })?;
-            let index = match (&op.value, cf) {
-                (Some(value), Cf::Orders) => Some(live_index_op(&codec::decode_order(value)?)),
-                _ => None,
-            };
             batch.ops.push(match op.value {
                 Some(value) => Op::Put(cf, op.key, value),
                 None => Op::Delete(cf, op.key),
             });
-            batch.ops.extend(index);
         }
+        batch.index_live_orders()?;
         Ok(batch)
     }
 
