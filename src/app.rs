@@ -21,6 +21,8 @@ use crate::auth::{Gatekeeper, KeyConfig, Keys, Role};
 use crate::config::{Durability, Settings};
 use crate::http::{self, ServerLimits};
 use crate::recovery::{self, RecoveryError, RecoveryReport};
+use crate::cluster::forward::Forwarder;
+use crate::cluster::membership::{Hooks, Membership};
 use crate::persistence::jetstream::Replicated;
 use crate::persistence::{Journal, Store, StoreError, StoreWriter};
 
@@ -91,6 +93,77 @@ async fn open_journal(settings: &Settings, store: &Store) -> Result<Journal, App
     }
 }
 
+/// Recovery, and in replicated mode this node's first cluster round: the
+/// stores it takes are loaded one by one ([`recovery::load_store`]), then
+/// intents and refunds are reconciled and the engine is ready. The rounds go
+/// on in a task the app starts.
+async fn start_engine(engine: &Arc<Engine>, membership: Option<Arc<Membership>>) -> Result<(RecoveryReport, Option<(Arc<Membership>, JoinHandle<()>)>), RecoveryError> {
+    let Some(membership) = membership else {
+        return Ok((recovery::recover(engine).await?, None));
+    };
+    let started = std::time::Instant::now();
+    // The first round takes this node's share; the rounds then go on in the app's task.
+    let rounds = tokio::spawn(membership.clone().run());
+    while !membership.is_settled() {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut report = RecoveryReport { reconciled: recovery::reconcile(engine).await?, ..RecoveryReport::default() };
+    engine.ready.store(true, Ordering::Release);
+    report.took_ms = started.elapsed().as_millis();
+    let serving: Vec<String> = membership.serving().into_keys().collect();
+    tracing::info!(node = %membership.node(), stores = %serving.join(","), "this node's first cluster round is over");
+    Ok((report, Some((membership, rounds))))
+}
+
+/// This node's place in its cluster (replicated mode): the cluster bucket
+/// opened, with what taking and losing a store does to this engine.
+async fn join_cluster(engine: &Arc<Engine>, addr: SocketAddr) -> Result<Option<Arc<Membership>>, AppError> {
+    let Some(replicated) = engine.journal.replication().cloned() else { return Ok(None) };
+    let stores: Vec<String> = engine.stores.iter().map(|store| store.id.clone()).collect();
+    let hooks = Hooks {
+        take: {
+            let (engine, replicated) = (engine.clone(), replicated.clone());
+            Box::new(move |store, deadline| {
+                let (engine, replicated) = (engine.clone(), replicated.clone());
+                Box::pin(async move {
+                    replicated.take(&store, Some(deadline)).await.map_err(|err| err.to_string())?;
+                    let report = recovery::load_store(&engine, &store).await.map_err(|err| err.to_string())?;
+                    tracing::info!(%store, orders = report.orders, revived = report.revived, requeued = report.requeued, took_ms = report.took_ms as u64, "store loaded; serving it");
+                    Ok(())
+                })
+            })
+        },
+        lose: {
+            let replicated = replicated.clone();
+            Box::new(move |store| replicated.lose(store))
+        },
+        owns: {
+            let replicated = replicated.clone();
+            Box::new(move |store| replicated.owns(store))
+        },
+        renewed: {
+            let replicated = replicated.clone();
+            Box::new(move |store, deadline| replicated.serve_until(store, deadline))
+        },
+        release: {
+            let replicated = replicated.clone();
+            Box::new(move |store| {
+                let replicated = replicated.clone();
+                Box::pin(async move { replicated.release(&store).await })
+            })
+        },
+    };
+    // Port 0 (tests, a single machine): where this node really listens.
+    let mut cluster = engine.settings.cluster.clone();
+    if cluster.advertise.is_empty() || cluster.advertise.ends_with(":0") {
+        cluster.advertise = format!("http://{addr}");
+    }
+    let membership = Membership::open(replicated.context(), &cluster, stores, hooks)
+        .await
+        .map_err(|err| AppError::Startup(err.to_string()))?;
+    Ok(Some(membership))
+}
+
 pub struct App {
     addr: SocketAddr,
     engine: Arc<Engine>,
@@ -99,8 +172,10 @@ pub struct App {
     server: Option<JoinHandle<()>>,
     reconciler: JoinHandle<()>,
     prober: JoinHandle<()>,
-    /// The event feed's tasks and the checkpointer (replicated mode only).
+    /// The event feed's tasks, the checkpointer and the cluster's rounds (replicated mode only).
     feed: Vec<JoinHandle<()>>,
+    /// This node in its cluster (replicated mode only).
+    membership: Option<Arc<Membership>>,
     pub recovery: RecoveryReport,
     /// The admin key this first start made (no key configured, none made
     /// before): shown once by `crema serve`, kept nowhere but as its hash.
@@ -181,6 +256,14 @@ impl App {
             }
         };
 
+        let membership = match join_cluster(&engine, addr).await {
+            Ok(membership) => membership,
+            Err(err) => {
+                engine.journal.close().await;
+                system.stop();
+                return Err(err);
+            }
+        };
         let (stop_server, stopped) = oneshot::channel::<()>();
         let mut limits = ServerLimits::from(&engine.settings.server);
         limits.metrics = Some(engine.http_metrics.clone());
@@ -188,17 +271,22 @@ impl App {
         limits.self_timed = Arc::from([crate::metrics::route_index("place_order")]);
         limits.allow = Some(http::routes::allowed_methods);
         limits.authenticate = Some(gatekeeper.clone());
+        let forwarder = membership.as_ref().map(|membership| {
+            let timeout = std::time::Duration::from_millis(engine.settings.server.request_timeout_ms);
+            Arc::new(Forwarder::new(engine.clone(), membership.clone(), timeout))
+        });
+        limits.forward = forwarder.clone();
         if engine.settings.server.connections_on_arbiters {
             limits.spawner = Some(engine.connection_spawner());
         }
-        let routes = http::routes::routes(engine.clone(), gatekeeper);
+        let routes = http::routes::routes(engine.clone(), gatekeeper, forwarder);
         let server = tokio::spawn(http::serve(listener, routes, limits, async {
             let _ = stopped.await;
         }));
         tracing::info!(%addr, "listening; recovering orders");
 
-        let recovery = match recovery::recover(&engine).await {
-            Ok(report) => report,
+        let (recovery, membership) = match start_engine(&engine, membership).await {
+            Ok(started) => started,
             Err(err) => {
                 let _ = stop_server.send(());
                 let _ = server.await;
@@ -252,7 +340,7 @@ impl App {
                 }
             })
         };
-        let feed = match engine.journal.replication() {
+        let mut feed = match engine.journal.replication() {
             Some(replicated) => {
                 let stores: Vec<String> = engine.stores.iter().map(|store| store.id.clone()).collect();
                 let mut tasks = crate::feed::start(replicated.clone(), stores.clone());
@@ -261,7 +349,12 @@ impl App {
             }
             None => Vec::new(),
         };
+        let membership = membership.map(|(membership, rounds)| {
+            feed.push(rounds);
+            membership
+        });
         Ok(App {
+            membership,
             feed,
             addr,
             engine,
@@ -299,6 +392,11 @@ impl App {
         &self.engine
     }
 
+    /// This node in its cluster (replicated mode).
+    pub fn membership(&self) -> Option<&Arc<Membership>> {
+        self.membership.as_ref()
+    }
+
     /// Stops in the documented order; see the module docs.
     pub async fn shutdown(mut self) {
         self.engine.ready.store(false, Ordering::Release);
@@ -312,6 +410,9 @@ impl App {
         self.prober.abort();
         for task in &self.feed {
             task.abort();
+        }
+        if let Some(membership) = &self.membership {
+            membership.hand_over().await;
         }
         self.engine.journal.close().await;
         if let Some(system) = self.system.take() {

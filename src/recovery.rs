@@ -73,7 +73,27 @@ pub enum RecoveryError {
 /// Brings the engine back to the state on disk; see the module docs.
 pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryError> {
     let started = Instant::now();
+    let mut report = revive(engine, None).await?;
+    report.reconciled = reconcile(engine).await?;
+    engine.ready.store(true, Ordering::Release);
+    report.took_ms = started.elapsed().as_millis();
+    Ok(report)
+}
+
+/// Brings one store taken over at run time (its journal caught up into the
+/// cache) into the engine: steps 1 to 4 for its orders only; its intents and
+/// refunds are settled by the next [`reconcile`].
+pub async fn load_store(engine: &Arc<Engine>, store: &str) -> Result<RecoveryReport, RecoveryError> {
+    let started = Instant::now();
+    let mut report = revive(engine, Some(store)).await?;
+    report.took_ms = started.elapsed().as_millis();
+    Ok(report)
+}
+
+/// Steps 1 to 4 for every order, or only those of store `only`.
+async fn revive(engine: &Arc<Engine>, only: Option<&str>) -> Result<RecoveryReport, RecoveryError> {
     let store = engine.store.clone();
+    let scope = only.map(str::to_owned);
     let (counts, mut live, total, last_number, shelf) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
         let mut counts: HashMap<OrderStatus, u64> = HashMap::new();
         let mut live = Vec::new();
@@ -81,6 +101,9 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
         let mut last_number: HashMap<String, (u64, u16)> = HashMap::new();
         let mut shelf = ReadScan::default();
         let total = store.for_each_order(|order| {
+            if scope.as_ref().is_some_and(|only| *only != order.store) {
+                return;
+            }
             *counts.entry(order.status).or_default() += 1;
             shelf.offer(&order);
             if let Some(number) = order.number {
@@ -104,8 +127,13 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
     }
     let mut report = RecoveryReport { orders: total, ..RecoveryReport::default() };
 
-    let persisted_tickets = engine.store.tickets()?;
+    let mut persisted_tickets = engine.store.tickets()?;
     let mut max_seq = persisted_tickets.iter().map(|(seq, _)| *seq).max().unwrap_or(0);
+    if only.is_some() {
+        // Other stores' tickets are not this store's to count.
+        let ids: std::collections::HashSet<&str> = live.iter().map(|order| order.id.as_str()).collect();
+        persisted_tickets.retain(|(_, id)| ids.contains(id.as_str()));
+    }
     let mut counts = counts;
     let mut tickets = Vec::new();
     live.sort_by_key(|order| order.queue_seq);
@@ -168,9 +196,9 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
     engine.queue_seq_after(max_seq);
     // Seed the counts before any ticket moves, so no event is counted twice.
     engine.projection.send(Seed(counts, shelf)).await.map_err(|_| RecoveryError::Stopped)?;
-    for store in engine.stores.iter() {
+    for store in engine.stores.iter().filter(|store| only.is_none_or(|only| only == store.id)) {
         let sold_out = engine.store.sold_out(&store.id)?;
-        store.sold_out.write().unwrap_or_else(std::sync::PoisonError::into_inner).extend(sold_out);
+        *store.sold_out.write().unwrap_or_else(std::sync::PoisonError::into_inner) = sold_out.into_iter().collect();
         if engine.store.ordering_paused(&store.id)? {
             store.ordering_paused.store(true, Ordering::Release);
             tracing::warn!(store = %store.id, "ordering is paused, as it was before the restart");
@@ -178,6 +206,9 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
     }
     // Paused stations stay paused: before any ticket reaches a pool.
     for (store, station) in engine.store.paused_stations()? {
+        if only.is_some_and(|only| only != store) {
+            continue;
+        }
         let Some(at) = engine.stores.get(&store) else {
             tracing::warn!(%store, %station, "a station paused before the restart belongs to a store no longer configured");
             continue;
@@ -190,9 +221,6 @@ pub async fn recover(engine: &Arc<Engine>) -> Result<RecoveryReport, RecoveryErr
     for (store, ticket) in tickets {
         engine.stores.of(&store).pool.send(Enqueue(ticket)).await.map_err(|_| RecoveryError::Stopped)?;
     }
-    report.reconciled = reconcile(engine).await?;
-    engine.ready.store(true, Ordering::Release);
-    report.took_ms = started.elapsed().as_millis();
     Ok(report)
 }
 
@@ -202,6 +230,10 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<ReconcileReport, StoreErr
     let mut report = ReconcileReport::default();
     let now = now_ms();
     for intent in engine.store.intents()? {
+        // Another node's store: its owner settles it.
+        if !engine.journal.owns(&intent.store) {
+            continue;
+        }
         // An intent whose order actor is alive belongs to a placement in progress.
         let young = now.saturating_sub(intent.created_ms) < INTENT_GRACE_MS;
         if engine.is_ready() && (young || engine.directory.get(&intent.order_id).is_some()) {
@@ -238,6 +270,9 @@ pub async fn reconcile(engine: &Arc<Engine>) -> Result<ReconcileReport, StoreErr
         engine.journal.commit(batch).await?;
     }
     for refund in engine.store.orphan_refunds()? {
+        if !engine.journal.owns(&refund.store) {
+            continue;
+        }
         match engine.payment().send(Refund { payment_id: refund.payment_id.clone() }).await {
             Ok(Ok(())) => {
                 engine.journal.commit(std::mem::take(Batch::for_store(&refund.store).delete_orphan_refund(&refund.key))).await?;

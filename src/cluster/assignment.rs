@@ -50,6 +50,28 @@ pub fn assign(stores: &[String], nodes: &[String]) -> BTreeMap<String, String> {
     owners
 }
 
+/// [`assign`], then each store whose node may not take it (`barred`: the
+/// stores a node served and gave up in its current run) goes to the
+/// best-ranked live node that may; a store no live node may take keeps none.
+pub fn assign_barred(stores: &[String], nodes: &[String], barred: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, String> {
+    let mut owners = assign(stores, nodes);
+    let bars = |node: &str, store: &str| barred.get(node).is_some_and(|stores| stores.iter().any(|barred| barred == store));
+    owners.retain(|store, node| {
+        if !bars(node, store) {
+            return true;
+        }
+        let best = nodes.iter().filter(|other| !bars(other, store)).max_by_key(|other| (score(store, other), std::cmp::Reverse(other.as_str())));
+        match best {
+            Some(other) => {
+                *node = other.clone();
+                true
+            }
+            None => false,
+        }
+    });
+    owners
+}
+
 /// The rank of `node` for `store`: FNV-1a 64 of `store \0 node`, mixed.
 fn score(store: &str, node: &str) -> u64 {
     let fnv = store.bytes().chain([0]).chain(node.bytes()).fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
@@ -72,6 +94,23 @@ mod tests {
 
     fn loads(owners: &BTreeMap<String, String>, nodes: &[String]) -> Vec<usize> {
         nodes.iter().map(|node| owners.values().filter(|owner| *owner == node).count()).collect()
+    }
+
+    #[test]
+    fn a_store_a_node_gave_up_goes_to_the_best_other_node_and_to_none_if_all_did() {
+        let stores: Vec<String> = (0..12).map(|i| format!("store-{i}")).collect();
+        let nodes = vec!["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        let plain = assign(&stores, &nodes);
+        let (store, node) = plain.iter().next().unwrap();
+        let barred = BTreeMap::from([(node.clone(), vec![store.clone()])]);
+        let patched = assign_barred(&stores, &nodes, &barred);
+        assert_ne!(&patched[store], node);
+        assert_eq!(patched.len(), stores.len());
+        for other in stores.iter().filter(|other| *other != store) {
+            assert_eq!(patched[other], plain[other], "only the barred store moves");
+        }
+        let all = nodes.iter().map(|node| (node.clone(), vec![store.clone()])).collect();
+        assert!(!assign_barred(&stores, &nodes, &all).contains_key(store));
     }
 
     #[test]

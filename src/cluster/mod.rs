@@ -11,3 +11,6 @@
 
 pub mod assignment;
 pub mod lease;
+pub mod membership;
+pub mod order_id;
+pub mod forward;

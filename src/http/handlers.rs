@@ -381,7 +381,7 @@ pub async fn place_order(
     if !store.admission.try_reserve_n(tickets) {
         return Err(ApiError::overloaded("the barista queue is full"));
     }
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = crate::cluster::order_id::new(&store.id);
     let place = Place {
         draft,
         payment_key: format!("crema-{id}"),
@@ -1026,6 +1026,39 @@ fn set_session_cookie(response: &mut Response, token: &str, max_age_s: u64, head
 /// `POST /admin/backup` `{"dir": "/abs/path"}`: a RocksDB checkpoint of the
 /// data in `dir` (on the server's machine; it must not exist yet), taken while
 /// serving. 201 `{"dir", "took_ms"}`.
+/// `GET /cluster` (contract v3): the live nodes and each store's owner, as
+/// this node saw them at its last round; a manager sees their stores only.
+/// A single node (not replicated) answers as node `local`, owning every store.
+pub async fn cluster(engine: Arc<Engine>, cluster: Option<Arc<crate::cluster::forward::Forwarder>>, caller: Caller) -> Reply {
+    use serde_json::json;
+    let stores: Vec<&str> = engine.stores.iter().map(|store| store.id.as_str()).filter(|store| caller.sees(store)).collect();
+    let Some(cluster) = cluster else {
+        return Ok(self::json(StatusCode::OK, &json!({
+            "node": "local",
+            "nodes": [{"node": "local", "advertise": "", "alive": true, "stores": stores}],
+            "stores": stores.iter().map(|id| json!({"id": id, "owner": "local", "since": null})).collect::<Vec<_>>(),
+        })));
+    };
+    let view = cluster.membership().view();
+    let owner = |store: &str| view.leases.get(store).map(|(lease, _)| lease);
+    let nodes: Vec<serde_json::Value> = view
+        .nodes
+        .iter()
+        .map(|(node, record)| {
+            let owned: Vec<&str> = stores.iter().copied().filter(|store| owner(store).is_some_and(|lease| &lease.node == node)).collect();
+            json!({"node": node, "advertise": record.advertise, "alive": true, "stores": owned})
+        })
+        .collect();
+    let stores: Vec<serde_json::Value> = stores
+        .iter()
+        .map(|id| match owner(id) {
+            Some(lease) => json!({"id": id, "owner": lease.node, "since": crate::domain::time::rfc3339(lease.since_ms)}),
+            None => json!({"id": id, "owner": null, "since": null}),
+        })
+        .collect();
+    Ok(self::json(StatusCode::OK, &json!({"node": cluster.node(), "nodes": nodes, "stores": stores})))
+}
+
 pub async fn backup(engine: Arc<Engine>, body: Bytes) -> Reply {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -94,7 +94,7 @@ where
 }
 
 /// The whole API.
-pub fn routes(engine: Arc<Engine>, gatekeeper: Arc<Gatekeeper>) -> BoxedFilter<(Response,)> {
+pub fn routes(engine: Arc<Engine>, gatekeeper: Arc<Gatekeeper>, cluster: Option<Arc<crate::cluster::forward::Forwarder>>) -> BoxedFilter<(Response,)> {
     let keys = Arc::new(InFlightKeys::default());
     let body_limit = engine.settings.server.body_limit_bytes;
     let with_engine = {
@@ -296,6 +296,13 @@ pub fn routes(engine: Arc<Engine>, gatekeeper: Arc<Gatekeeper>) -> BoxedFilter<(
             allow(RouteClass::Admin, None)?;
             handlers::backup(engine, read_limited(body, length, SMALL_BODY).await?).await
         });
+    let cluster_view = warp::path!("cluster").and(warp::get()).and(with_engine.clone()).then(move |engine| {
+        let cluster = cluster.clone();
+        async move {
+            let caller = allow(RouteClass::Manager, None)?;
+            handlers::cluster(engine, cluster, caller).await
+        }
+    });
     let healthz = warp::path!("healthz").and(warp::get()).then(handlers::healthz);
     let readyz = warp::path!("readyz").and(warp::get()).and(with_engine.clone()).then(handlers::readyz);
 
@@ -365,6 +372,8 @@ pub fn routes(engine: Arc<Engine>, gatekeeper: Arc<Gatekeeper>) -> BoxedFilter<(
         .or(openapi)
         .unify()
         .or(healthz.map(render))
+        .unify()
+        .or(cluster_view.map(render))
         .unify()
         .or(readyz.map(render))
         .unify()
@@ -461,6 +470,7 @@ pub fn allowed_methods(path: &str) -> Option<&'static str> {
         }
         ["stores", _, "events"] => Some(READ),
         ["session"] => Some("GET, HEAD, POST, DELETE"),
+        ["cluster"] => Some(READ),
         ["admin", "backup"] => Some("POST"),
         [""] | ["barista"] | ["dashboard"] | ["static", ..] => Some(READ),
         _ => None,

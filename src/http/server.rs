@@ -34,6 +34,9 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
 use super::error::ApiError;
+use crate::cluster::forward::{scope_of, Forwarder, Scope, Target, FORWARDED_HEADER, MAX_HOPS, NODE_HEADER};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Either, Full};
 use crate::config::ServerSettings;
 use crate::metrics::{route_of, HttpMetrics};
 
@@ -59,6 +62,11 @@ pub struct ServerLimits {
     /// Who each request's caller is (from its key or session cookie), kept
     /// for the routes to check; without it every caller is anonymous.
     pub authenticate: Option<Arc<crate::auth::Gatekeeper>>,
+    /// In a cluster: requests about a store served elsewhere go to its owner
+    /// (see `crate::cluster::forward`); `body_limit` bounds a body read to
+    /// find its store.
+    pub forward: Option<Arc<Forwarder>>,
+    pub body_limit: usize,
 }
 
 /// Runs a connection's future somewhere else than the accepting runtime: crema
@@ -100,6 +108,8 @@ impl From<&ServerSettings> for ServerLimits {
             gate: None,
             spawner: None,
             authenticate: None,
+            forward: None,
+            body_limit: settings.body_limit_bytes,
         }
     }
 }
@@ -184,7 +194,10 @@ pub async fn serve(
         let self_timed = limits.self_timed.clone();
         let allow = limits.allow;
         let gatekeeper = limits.authenticate.clone();
+        let forwarder = limits.forward.clone();
+        let body_limit = limits.body_limit;
         let handler = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            let forwarder = forwarder.clone();
             let mut service = service.clone();
             let metrics = metrics.clone();
             // HEAD is GET without the body (RFC 9110 §9.3.2); hyper leaves the body out.
@@ -204,15 +217,20 @@ pub async fn serve(
             let caller = gatekeeper.as_ref().map_or(crate::auth::Caller::Anonymous, |gatekeeper| gatekeeper.caller(request.headers()));
             let key_name = access.is_some().then(|| caller.name().to_owned());
             let answer = REQUEST_ID.scope(request_id.clone(), async move {
-                let admitted = gate.as_ref().map_or(Ok(()), |gate| (gate.0)(route));
+                let request = request.map(Either::Left);
+                let admitted = match &forwarder {
+                    Some(forwarder) => through_owner(forwarder, request, body_limit).await,
+                    None => Ok(request),
+                }
+                .and_then(|request| gate.as_ref().map_or(Ok(()), |gate| (gate.0)(route)).map(|()| request));
                 let mut response = match admitted {
                     Err(refused) => refused,
-                    Ok(()) if timed => match tokio::time::timeout(request_timeout, service.call(request)).await {
+                    Ok(request) if timed => match tokio::time::timeout(request_timeout, service.call(request)).await {
                         Ok(Ok(response)) => response,
                         Ok(Err(never)) => match never {},
                         Err(_) => ApiError::Timeout.into_response(),
                     },
-                    Ok(()) => match service.call(request).await {
+                    Ok(request) => match service.call(request).await {
                         Ok(response) => response,
                         Err(never) => match never {},
                     },
@@ -228,6 +246,13 @@ pub async fn serve(
                 }
                 if let Ok(value) = http::HeaderValue::from_str(&request_id) {
                     response.headers_mut().insert(REQUEST_ID_HEADER, value);
+                }
+                if let Some(forwarder) = &forwarder {
+                    if !response.headers().contains_key(NODE_HEADER) {
+                        if let Ok(value) = http::HeaderValue::from_str(forwarder.node()) {
+                            response.headers_mut().insert(NODE_HEADER, value);
+                        }
+                    }
                 }
                 if let Some((method, order)) = access {
                     // A new order's id is in its Location; a path names the order it is about.
@@ -287,6 +312,53 @@ pub async fn serve(
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(limits.shutdown_grace) => tracing::warn!("shutdown grace period over; closing the remaining connections"),
+    }
+}
+
+/// The body a request is served with: as it came, or read already (to find its store).
+type RequestBody = Either<Incoming, Full<Bytes>>;
+
+/// `request`, to be answered here; or the answer of its store's owner (or
+/// 503 when the store has none). See `crate::cluster::forward`.
+async fn through_owner(forwarder: &Forwarder, request: http::Request<RequestBody>, body_limit: usize) -> Result<http::Request<RequestBody>, Response> {
+    let passed: Vec<String> = request
+        .headers()
+        .get(FORWARDED_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(|path| path.split(',').map(|node| node.trim().to_owned()).collect())
+        .unwrap_or_default();
+    if passed.len() >= MAX_HOPS {
+        return Ok(request);
+    }
+    let (target, parts, body) = match scope_of(request.method(), request.uri().path()) {
+        Scope::Local => return Ok(request),
+        Scope::Body => {
+            let (parts, body) = request.into_parts();
+            let body = match http_body_util::Limited::new(body, body_limit).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => return Err(ApiError::BodyTooLarge(body_limit).into_response()),
+            };
+            let store = forwarder.store_in_body(&body);
+            (forwarder.target_of_store(&store).await, parts, body)
+        }
+        scope => {
+            let target = forwarder.target(scope).await;
+            if target == Target::Here {
+                return Ok(request);
+            }
+            let (parts, body) = request.into_parts();
+            let body = match http_body_util::Limited::new(body, body_limit).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => return Err(ApiError::BodyTooLarge(body_limit).into_response()),
+            };
+            (target, parts, body)
+        }
+    };
+    match target {
+        Target::There { node, .. } if passed.contains(&node) => Ok(http::Request::from_parts(parts, Either::Right(Full::new(body)))),
+        Target::Here => Ok(http::Request::from_parts(parts, Either::Right(Full::new(body)))),
+        Target::There { node, base } => Err(forwarder.forward(&node, &base, parts, body).await),
+        Target::Nobody(store) => Err(ApiError::StoreUnavailable(format!("store {store} has no live owner yet (failing over); try again")).into_response()),
     }
 }
 

@@ -154,6 +154,27 @@ struct StoreJournalState {
     checkpoint_bytes: AtomicU64,
     /// How long loading the store took at start (checkpoint, journal tail, takeover), ms.
     load_ms: AtomicU64,
+    /// Until when this node may acknowledge the store's changes (its lease's
+    /// deadline, as ms after [`epoch`]); 0: no lease limits it.
+    serve_until_ms: AtomicU64,
+}
+
+impl StoreJournalState {
+    /// Whether the store's lease (if one limits it) still lets this node acknowledge.
+    fn in_lease(&self) -> bool {
+        let until = self.serve_until_ms.load(Ordering::Acquire);
+        until == 0 || since_epoch_ms(Instant::now()) < until
+    }
+}
+
+/// The process's reference instant for deadlines kept in atomics.
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn since_epoch_ms(at: Instant) -> u64 {
+    at.saturating_duration_since(epoch()).as_millis() as u64 + 1
 }
 
 /// A store's checkpoint as `/metrics` shows it.
@@ -181,7 +202,12 @@ pub struct Replicated {
     context: jetstream::Context,
     journal: stream::Stream,
     checkpoints: object_store::ObjectStore,
-    stores: HashMap<String, StoreJournal>,
+    /// The stores this node writes now (taken, not released or lost).
+    stores: std::sync::RwLock<HashMap<String, Arc<StoreJournal>>>,
+    cache: Store,
+    writer: StoreWriter,
+    max_batch: usize,
+    mailbox: usize,
     stats: Arc<JournalStats>,
     /// Set by [`Replicated::close`]: a group without an answer stops being retried.
     closing: Arc<AtomicBool>,
@@ -192,9 +218,9 @@ pub struct Replicated {
 }
 
 impl Replicated {
-    /// Connects to JetStream, makes sure the streams exist, brings the cache
-    /// up to date with each of `stores`' journals, takes each of them over
-    /// (the takeover record) and starts their committers.
+    /// Connects to JetStream, makes sure the streams and the checkpoint
+    /// bucket exist, and clears the cache if it is older than any of
+    /// `stores`' checkpoints. Takes no store: see [`Replicated::take`].
     pub async fn open(
         cluster: &ClusterSettings,
         stores: &[String],
@@ -226,10 +252,6 @@ impl Replicated {
 
         let checkpoints = ensure_checkpoint_bucket(&context, cluster, started).await?;
 
-        let stats = Arc::new(JournalStats::default());
-        let closing = Arc::new(AtomicBool::new(false));
-        let mut journals = HashMap::new();
-        let mut committers = Vec::new();
         // A cache behind a store's checkpoint may miss journal messages that
         // were trimmed since: it is cleared, and every store loads afresh.
         let mut behind = Vec::new();
@@ -245,70 +267,146 @@ impl Replicated {
             let cleared = tokio::task::block_in_place(|| cache.clear_store_records())?;
             tracing::warn!(stores = %behind.join(", "), cleared, "the cache is older than the stores' checkpoints; cleared, loading from the checkpoints");
         }
-        for store in stores {
-            // Loading a checkpoint, catching up and taking over are each
-            // safe to repeat: a JetStream electing a leader is waited for.
-            let loading = Instant::now();
-            let state = patiently(|| async {
-                let state = Arc::new(StoreJournalState::default());
-                if cache.journal_seq(store)? == 0 {
-                    if let Some(info) = load_checkpoint(&checkpoints, store, writer).await? {
-                        state.checkpoint_seq.store(info.seq, Ordering::Release);
-                        state.checkpoint_at_ms.store(info.at_ms, Ordering::Release);
-                        state.checkpoint_bytes.store(info.bytes, Ordering::Release);
-                    }
-                }
-                state.last_seq.store(catch_up(&journal, store, cache, writer, &stats).await?, Ordering::Release);
-                take_over(&context, &journal, store, &cluster.node, cache, writer, &state, &stats).await?;
-                Ok(state)
-            })
-            .await?;
-            state.load_ms.store(loading.elapsed().as_millis() as u64, Ordering::Release);
-            let (tx, rx) = mpsc::channel(mailbox);
-            let committer = Committer {
-                store: store.clone(),
-                node: cluster.node.clone(),
-                boot: uuid::Uuid::now_v7().simple().to_string(),
-                context: context.clone(),
-                journal: journal.clone(),
-                writer: writer.clone(),
-                state: state.clone(),
-                stats: stats.clone(),
-                closing: closing.clone(),
-                max_batch,
-            };
-            committers.push(tokio::spawn(committer.run(rx)));
-            journals.insert(store.clone(), StoreJournal { tx, state });
-        }
         let quorum = Arc::new(AtomicBool::new(true));
         let probe_every = Duration::from_millis((cluster.lease_ms / 5).clamp(200, 2_000));
-        committers.push(tokio::spawn(probe_quorum(journal.clone(), quorum.clone(), probe_every)));
-        tracing::info!(
-            node = %cluster.node,
-            servers = %servers,
-            stores = stores.len(),
-            replayed = stats.replayed.load(Ordering::Relaxed),
-            took_ms = started.elapsed().as_millis() as u64,
-            "replicated journal open; this node writes its stores"
-        );
+        let prober = tokio::spawn(probe_quorum(journal.clone(), quorum.clone(), probe_every));
+        tracing::info!(node = %cluster.node, servers = %servers, took_ms = started.elapsed().as_millis() as u64, "connected to JetStream");
         Ok(Arc::new(Replicated {
             node: cluster.node.clone(),
             client,
             context,
             journal,
             checkpoints,
-            stores: journals,
-            stats,
-            closing,
+            stores: std::sync::RwLock::new(HashMap::new()),
+            cache: cache.clone(),
+            writer: writer.clone(),
+            max_batch,
+            mailbox,
+            stats: Arc::new(JournalStats::default()),
+            closing: Arc::new(AtomicBool::new(false)),
             quorum,
-            committers: std::sync::Mutex::new(committers),
+            committers: std::sync::Mutex::new(vec![prober]),
         }))
+    }
+
+    /// Takes `store` over: brings the cache up to date with its journal
+    /// (from its checkpoint when the cache has nothing of it, or only what
+    /// is older than the checkpoint), writes the takeover record (from then
+    /// on every older writer is fenced) and starts its committer. Waits out
+    /// a JetStream electing a leader, up to a minute. `deadline`: the lease's
+    /// (see [`Replicated::serve_until`]).
+    pub async fn take(&self, store: &str, deadline: Option<Instant>) -> Result<(), JournalError> {
+        if self.owns(store) {
+            return Ok(());
+        }
+        let (cache, writer, stats) = (&self.cache, &self.writer, &self.stats);
+        let loading = Instant::now();
+        let cached = cache.journal_seq(store)?;
+        let checkpoint = patiently(|| checkpoint_seq(&self.checkpoints, store)).await?;
+        if cached > 0 && cached < checkpoint {
+            let owned = (cache.clone(), store.to_owned());
+            let cleared = tokio::task::spawn_blocking(move || owned.0.clear_live_records_of(&owned.1))
+                .await
+                .map_err(|err| JournalError::JetStream(format!("clearing {store}: {err}")))??;
+            tracing::warn!(store, cached, checkpoint, cleared, "the cache of the store is older than its checkpoint; cleared its live records, loading from the checkpoint");
+        }
+        // Loading a checkpoint, catching up and taking over are each safe to
+        // repeat: a JetStream electing a leader is waited for.
+        let state = patiently(|| async {
+            let state = Arc::new(StoreJournalState::default());
+            if cache.journal_seq(store)? == 0 {
+                if let Some(info) = load_checkpoint(&self.checkpoints, store, writer).await? {
+                    state.checkpoint_seq.store(info.seq, Ordering::Release);
+                    state.checkpoint_at_ms.store(info.at_ms, Ordering::Release);
+                    state.checkpoint_bytes.store(info.bytes, Ordering::Release);
+                }
+            }
+            state.last_seq.store(catch_up(&self.journal, store, cache, writer, stats).await?, Ordering::Release);
+            take_over(&self.context, &self.journal, store, &self.node, cache, writer, &state, stats).await?;
+            Ok(state)
+        })
+        .await?;
+        state.load_ms.store(loading.elapsed().as_millis() as u64, Ordering::Release);
+        if let Some(deadline) = deadline {
+            state.serve_until_ms.store(since_epoch_ms(deadline), Ordering::Release);
+        }
+        let (tx, rx) = mpsc::channel(self.mailbox);
+        let committer = Committer {
+            store: store.to_owned(),
+            node: self.node.clone(),
+            boot: uuid::Uuid::now_v7().simple().to_string(),
+            context: self.context.clone(),
+            journal: self.journal.clone(),
+            writer: writer.clone(),
+            state: state.clone(),
+            stats: stats.clone(),
+            closing: self.closing.clone(),
+            max_batch: self.max_batch,
+        };
+        let task = tokio::spawn(committer.run(rx));
+        self.committers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(task);
+        self.write_stores().insert(store.to_owned(), Arc::new(StoreJournal { tx, state }));
+        tracing::info!(store, node = %self.node, took_ms = loading.elapsed().as_millis() as u64, "this node writes the store");
+        Ok(())
+    }
+
+    /// Stops writing `store`: changes handed over before are answered
+    /// (written, or refused if fenced), later ones are refused (fenced).
+    /// Its lease is the caller's.
+    pub async fn release(&self, store: &str) {
+        let Some(journal) = self.write_stores().remove(store) else { return };
+        journal.state.fenced.store(true, Ordering::Release);
+        let (reply, answer) = oneshot::channel();
+        if journal.tx.send(Request { batch: Batch::default(), reply }).await.is_ok() {
+            let _ = answer.await;
+        }
+        tracing::info!(store, node = %self.node, "this node no longer writes the store");
+    }
+
+    /// Marks `store` lost (its lease ran out): nothing more is acknowledged
+    /// for it; the journal's fence stops a write already on its way.
+    pub fn lose(&self, store: &str) {
+        if let Some(journal) = self.write_stores().remove(store) {
+            journal.state.fenced.store(true, Ordering::Release);
+            tracing::error!(store, node = %self.node, "this node lost the store (its lease ran out): it acknowledges nothing more of it");
+        }
+    }
+
+    /// Whether this node writes `store` now (taken, not fenced, in its lease).
+    pub fn owns(&self, store: &str) -> bool {
+        self.read_stores().get(store).is_some_and(|journal| !journal.state.fenced.load(Ordering::Acquire) && journal.state.in_lease())
+    }
+
+    /// `store`'s lease lets this node acknowledge its changes until `deadline`.
+    pub fn serve_until(&self, store: &str, deadline: Instant) {
+        if let Some(journal) = self.read_stores().get(store) {
+            journal.state.serve_until_ms.fetch_max(since_epoch_ms(deadline), Ordering::AcqRel);
+        }
+    }
+
+    /// The stores this node writes now, sorted.
+    pub fn owned_stores(&self) -> Vec<String> {
+        let mut owned: Vec<String> = self.read_stores().iter().filter(|(_, journal)| !journal.state.fenced.load(Ordering::Acquire)).map(|(store, _)| store.clone()).collect();
+        owned.sort();
+        owned
+    }
+
+    fn read_stores(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<StoreJournal>>> {
+        self.stores.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write_stores(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<StoreJournal>>> {
+        self.stores.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn journal_of(&self, store: &str) -> Option<Arc<StoreJournal>> {
+        self.read_stores().get(store).cloned()
     }
 
     /// Writes `batch` on `store`'s journal, then into the cache.
     pub async fn commit(&self, store: &str, batch: Batch) -> Result<(), StoreError> {
-        let journal = self.stores.get(store).ok_or_else(|| StoreError::Fenced(store.to_owned()))?;
-        if journal.state.fenced.load(Ordering::Acquire) {
+        let journal = self.journal_of(store).ok_or_else(|| StoreError::Fenced(store.to_owned()))?;
+        if journal.state.fenced.load(Ordering::Acquire) || !journal.state.in_lease() {
             return Err(StoreError::Fenced(store.to_owned()));
         }
         let (reply, answer) = oneshot::channel();
@@ -318,8 +416,8 @@ impl Replicated {
 
     /// Whether `store`'s changes can be written now (owned, not fenced, JetStream answering).
     pub fn is_writable(&self, store: &str) -> bool {
-        self.stores.get(store).is_some_and(|journal| {
-            !journal.state.fenced.load(Ordering::Acquire) && !journal.state.stalled.load(Ordering::Acquire)
+        self.read_stores().get(store).is_some_and(|journal| {
+            !journal.state.fenced.load(Ordering::Acquire) && !journal.state.stalled.load(Ordering::Acquire) && journal.state.in_lease()
         }) && self.is_connected()
             && self.has_quorum()
     }
@@ -332,12 +430,12 @@ impl Replicated {
     }
 
     pub fn is_fenced(&self, store: &str) -> bool {
-        self.stores.get(store).is_none_or(|journal| journal.state.fenced.load(Ordering::Acquire))
+        self.read_stores().get(store).is_none_or(|journal| journal.state.fenced.load(Ordering::Acquire))
     }
 
     /// Every store writable: what `/readyz` asks.
     pub fn is_healthy(&self) -> bool {
-        self.stores.keys().all(|store| self.is_writable(store))
+        self.read_stores().keys().all(|store| self.is_writable(store))
     }
 
     pub fn is_connected(&self) -> bool {
@@ -346,7 +444,7 @@ impl Replicated {
 
     /// The stores this node has lost to another writer.
     pub fn fenced_stores(&self) -> Vec<String> {
-        let mut fenced: Vec<String> = self.stores.keys().filter(|store| self.is_fenced(store)).cloned().collect();
+        let mut fenced: Vec<String> = self.read_stores().iter().filter(|(_, journal)| journal.state.fenced.load(Ordering::Acquire)).map(|(store, _)| store.clone()).collect();
         fenced.sort();
         fenced
     }
@@ -381,12 +479,12 @@ impl Replicated {
 
     /// How long loading `store` took when this node started (ms).
     pub fn load_ms(&self, store: &str) -> Option<u64> {
-        self.stores.get(store).map(|journal| journal.state.load_ms.load(Ordering::Acquire))
+        self.read_stores().get(store).map(|journal| journal.state.load_ms.load(Ordering::Acquire))
     }
 
     /// The newest checkpoint of `store` this node knows (none: 0s).
     pub fn checkpoint_info(&self, store: &str) -> Option<CheckpointInfo> {
-        self.stores.get(store).map(|journal| CheckpointInfo {
+        self.read_stores().get(store).map(|journal| CheckpointInfo {
             seq: journal.state.checkpoint_seq.load(Ordering::Acquire),
             at_ms: journal.state.checkpoint_at_ms.load(Ordering::Acquire),
             bytes: journal.state.checkpoint_bytes.load(Ordering::Acquire),
@@ -399,7 +497,7 @@ impl Replicated {
     /// kept) and below what the event feed has published. `None`: nothing
     /// written (nothing new, or the store is not this node's any more).
     pub async fn checkpoint(&self, store: &str, cache: &Store, idempotency_ttl_ms: u64) -> Result<Option<CheckpointInfo>, JournalError> {
-        let Some(journal) = self.stores.get(store) else { return Ok(None) };
+        let Some(journal) = self.journal_of(store) else { return Ok(None) };
         if journal.state.fenced.load(Ordering::Acquire) {
             return Ok(None);
         }
@@ -460,7 +558,8 @@ impl Replicated {
         // The committers end when their channels close: every handle of the
         // journal is dropped with the engine, so stop them here instead, once
         // what they hold is answered (they notice `closing` between groups).
-        for journal in self.stores.values() {
+        let journals: Vec<Arc<StoreJournal>> = self.read_stores().values().cloned().collect();
+        for journal in journals {
             let (reply, answer) = oneshot::channel();
             if journal.tx.send(Request { batch: Batch::default(), reply }).await.is_ok() {
                 let _ = answer.await;
@@ -774,7 +873,7 @@ impl Committer {
                 }
                 continue;
             }
-            if self.state.fenced.load(Ordering::Acquire) {
+            if self.state.fenced.load(Ordering::Acquire) || !self.state.in_lease() {
                 self.stats.fenced_writes.fetch_add(1, Ordering::Relaxed);
                 for request in group.drain(..) {
                     let _ = request.reply.send(Err(StoreError::Fenced(self.store.clone())));

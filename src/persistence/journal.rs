@@ -70,6 +70,11 @@ impl Journal {
         self.replicated.as_ref().is_some_and(|replicated| replicated.is_fenced(store))
     }
 
+    /// Whether this node writes `store` (always, single-node).
+    pub fn owns(&self, store: &str) -> bool {
+        self.replicated.as_ref().is_none_or(|replicated| replicated.owns(store))
+    }
+
     /// The replicated journal, in replicated mode.
     pub fn replication(&self) -> Option<&Arc<Replicated>> {
         self.replicated.as_ref()

@@ -770,6 +770,63 @@ impl Store {
         Ok(deleted)
     }
 
+    /// Deletes what a cache holds of `store` that could be stale and act: its
+    /// live orders (by the index) and their tickets, its intents and orphan
+    /// refunds, its settings and its journal sequence. Settled orders stay
+    /// (settled is final). For a store taken over at run time whose cache
+    /// fell behind its checkpoint: the checkpoint then brings what is live.
+    pub fn clear_live_records_of(&self, store: &str) -> Result<usize, StoreError> {
+        let meta = self.cf(Cf::Meta);
+        let mut batch = rocksdb::WriteBatch::default();
+        let mut deleted = 0;
+        let mut live = std::collections::HashSet::new();
+        let prefix = live_key(store, "");
+        for item in self.db.iterator_cf(meta, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (key, _) = item?;
+            let Some(id) = key.strip_prefix(prefix.as_slice()) else { break };
+            batch.delete_cf(self.cf(Cf::Orders), id);
+            batch.delete_cf(meta, &key);
+            live.insert(id.to_vec());
+            deleted += 1;
+        }
+        for item in self.db.iterator_cf(self.cf(Cf::Tickets), IteratorMode::Start) {
+            let (key, value) = item?;
+            if live.contains(value.as_ref()) {
+                batch.delete_cf(self.cf(Cf::Tickets), &key);
+                deleted += 1;
+            }
+        }
+        for item in self.db.iterator_cf(self.cf(Cf::Intents), IteratorMode::Start) {
+            let (key, value) = item?;
+            if codec::decode_intent(&value).map_err(|source| corrupt(Cf::Intents, &key, source))?.store == store {
+                batch.delete_cf(self.cf(Cf::Intents), &key);
+                deleted += 1;
+            }
+        }
+        for item in self.db.iterator_cf(self.cf(Cf::Refunds), IteratorMode::Start) {
+            let (key, value) = item?;
+            if codec::decode_orphan_refund(&value).map_err(|source| corrupt(Cf::Refunds, &key, source))?.store == store {
+                batch.delete_cf(self.cf(Cf::Refunds), &key);
+                deleted += 1;
+            }
+        }
+        for prefix in [[STATION_PAUSED, store.as_bytes(), b"/"].concat(), [SOLD_OUT, store.as_bytes(), b"/"].concat(), [ORDERING_PAUSED, store.as_bytes()].concat()] {
+            for item in self.db.iterator_cf(meta, IteratorMode::From(&prefix, Direction::Forward)) {
+                let (key, _) = item?;
+                if !key.starts_with(&prefix) {
+                    break;
+                }
+                batch.delete_cf(meta, &key);
+                deleted += 1;
+            }
+        }
+        batch.delete_cf(meta, journal_seq_key(store));
+        let mut options = rocksdb::WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)?;
+        Ok(deleted)
+    }
+
     /// A consistent copy of the database in `dir` (which must not exist yet),
     /// taken while it serves: RocksDB's checkpoint hard-links the SST files
     /// when `dir` is on the same file system and copies them otherwise.

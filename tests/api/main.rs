@@ -2,6 +2,7 @@
 //! (on port 0, with a temporary data directory) over HTTP.
 
 mod access;
+mod cluster;
 mod disk;
 mod events;
 mod faults;

@@ -1,0 +1,146 @@
+//! Several crema nodes sharing a chain's stores (issue 19), through the real
+//! binary: three JetStream servers, `crema payment-sim` (one gateway every
+//! node charges through, so a new owner can settle a dead owner's charges)
+//! and three `crema serve` nodes on six stores.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::{admin_client, admin_toml, wait_ready, wait_until, Process};
+use crate::nats::NatsCluster;
+
+const STORES: [&str; 6] = ["s1", "s2", "s3", "s4", "s5", "s6"];
+
+fn chain_toml(payment_port: u16) -> String {
+    let mut toml = format!("\n[payment]\ngateway = \"http\"\nurl = \"http://127.0.0.1:{payment_port}\"\n");
+    for store in STORES {
+        toml.push_str(&format!("\n[[stores]]\nid = \"{store}\"\nname = \"{store}\"\n[[stores.stations]]\nid = \"bar\"\n"));
+    }
+    toml
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Node `name` of the cluster, its data in `dir/<name>`.
+fn node(dir: &Path, nats: &NatsCluster, payment_port: u16, name: &str) -> Process {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(&config, format!("{}{}{}", admin_toml(), chain_toml(payment_port), nats.crema_toml(name))).unwrap();
+    let data = dir.join(name);
+    let envs = [("CREMA_BARISTA__BREW_SCALE", "0.01"), ("CREMA_ORDERS__PASSIVATE_AFTER_MS", "200")];
+    Process::start(&["serve", "--bind", "127.0.0.1:0", "--data", data.to_str().unwrap(), "--config", config.to_str().unwrap()], &envs)
+}
+
+/// Each store's owner, as `base`'s `GET /cluster` says.
+async fn owners(client: &reqwest::Client, base: &str) -> BTreeMap<String, Option<String>> {
+    let view: Value = client.get(format!("{base}/cluster")).send().await.unwrap().json().await.unwrap();
+    view["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|store| (store["id"].as_str().unwrap().to_owned(), store["owner"].as_str().map(str::to_owned)))
+        .collect()
+}
+
+/// Waits until every store has an owner among `nodes`, spread evenly.
+async fn spread(client: &reqwest::Client, base: &str, nodes: &[&str]) -> BTreeMap<String, String> {
+    wait_until(Duration::from_secs(40), || async {
+        let owners = owners(client, base).await;
+        let all: Option<BTreeMap<String, String>> = owners.into_iter().map(|(store, owner)| owner.map(|owner| (store, owner))).collect();
+        let all = all?;
+        let used: BTreeSet<&String> = all.values().collect();
+        // Even: every node owns ⌊S/N⌋ or ⌈S/N⌉ stores (rebalancing over).
+        let even = nodes.iter().all(|node| {
+            let owned = all.values().filter(|owner| owner.as_str() == *node).count();
+            owned >= STORES.len() / nodes.len() && owned <= STORES.len().div_ceil(nodes.len())
+        });
+        (even && used.iter().all(|node| nodes.contains(&node.as_str()))).then_some(all)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the stores were not spread over {nodes:?} within 40 s"))
+}
+
+async fn place(client: &reqwest::Client, base: &str, store: &str) -> reqwest::Response {
+    client
+        .post(format!("{base}/orders"))
+        .json(&json!({"store": store, "customer": "kim", "items": [{"menu_id": "americano", "qty": 1}]}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_share_the_stores_answer_for_each_other_and_take_over_a_killed_nodes_stores() {
+    let nats = NatsCluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let payment_port = free_port();
+    let _payment = Process::payment_sim(payment_port, &dir.path().join("ledger"), &[]);
+    let client = admin_client(15);
+    let mut nodes: BTreeMap<&str, Process> = BTreeMap::new();
+    for name in ["a", "b", "c"] {
+        nodes.insert(name, node(dir.path(), &nats, payment_port, name));
+    }
+    for process in nodes.values() {
+        wait_ready(&client, &process.base).await;
+    }
+    let bases: Vec<String> = nodes.values().map(|process| process.base.clone()).collect();
+    let owner_of = spread(&client, &bases[0], &["a", "b", "c"]).await;
+    eprintln!("cluster: owners {owner_of:?}");
+
+    // Any node takes any store's order; the answer is the owner's.
+    let mut placed: Vec<(String, String)> = Vec::new();
+    for (round, store) in STORES.iter().cycle().take(18).enumerate() {
+        let base = &bases[round % bases.len()];
+        let response = place(&client, base, store).await;
+        assert_eq!(response.status(), 201, "{store} through {base}");
+        let node = response.headers()["crema-node"].to_str().unwrap().to_owned();
+        assert_eq!(node, owner_of[*store], "the owner of {store} answered");
+        let order: Value = response.json().await.unwrap();
+        assert_eq!(order["store"], *store);
+        placed.push((order["id"].as_str().unwrap().to_owned(), (*store).to_owned()));
+    }
+    // Every node answers every order alike, with the owner's answer.
+    for (id, store) in &placed {
+        let mut seen = BTreeSet::new();
+        for base in &bases {
+            let response = client.get(format!("{base}/orders/{id}")).send().await.unwrap();
+            assert_eq!(response.status(), 200, "order {id} through {base}");
+            assert_eq!(response.headers()["crema-node"].to_str().unwrap(), owner_of[store]);
+            let order: Value = response.json().await.unwrap();
+            seen.insert((order["id"].to_string(), order["store"].to_string()));
+        }
+        assert_eq!(seen.len(), 1, "the nodes disagree about order {id}: {seen:?}");
+    }
+
+    // SIGKILL the owner of s1: its stores are served by the others again within 10 s.
+    let victim = owner_of["s1"].clone();
+    let moved: Vec<&str> = STORES.iter().copied().filter(|store| owner_of[*store] == victim).collect();
+    let survivors: Vec<String> = nodes.iter().filter(|(name, _)| **name != victim).map(|(_, process)| process.base.clone()).collect();
+    nodes.remove(victim.as_str()).unwrap().kill_9();
+    let killed = Instant::now();
+    let mut gaps = Vec::new();
+    for store in &moved {
+        let served = wait_until(Duration::from_secs(20), || async {
+            let response = place(&client, &survivors[0], store).await;
+            (response.status() == 201).then(|| killed.elapsed())
+        })
+        .await
+        .unwrap_or_else(|| panic!("{store} was not served again within 20 s of its owner's death"));
+        gaps.push(served);
+    }
+    eprintln!("cluster: the killed node's stores {moved:?} took orders again after {gaps:?}");
+    let longest = gaps.iter().max().unwrap();
+    assert!(*longest <= Duration::from_secs(10), "a dead owner's store served again within 10 s (took {longest:?})");
+
+    // Nothing acknowledged is lost: every order is found, through every survivor.
+    for (id, _) in &placed {
+        for base in &survivors {
+            let response = client.get(format!("{base}/orders/{id}")).send().await.unwrap();
+            assert_eq!(response.status(), 200, "acknowledged order {id} after the failover, through {base}");
+        }
+    }
+}
