@@ -60,6 +60,10 @@ pub enum Target {
     Nobody(String),
 }
 
+/// The owner could not be reached: the request was not sent.
+#[derive(Debug)]
+pub struct Unreachable;
+
 /// Forwarding's counters for `/metrics`.
 pub struct ForwardStats {
     pub forwarded: AtomicU64,
@@ -126,17 +130,21 @@ impl Forwarder {
         serde_json::from_slice::<Named>(body).ok().and_then(|named| named.store).unwrap_or_default()
     }
 
-    /// Where a request of `scope` goes (with [`Scope::Body`], `body_store`'s).
-    pub async fn target(&self, scope: Scope) -> Target {
-        let store = match scope {
-            Scope::Local | Scope::Body => return Target::Here,
-            Scope::Store(store) => store,
-            Scope::Order(id) => match self.store_of_order(&id).await {
-                Some(store) => store,
-                None => return Target::Here,
-            },
-        };
-        self.target_of_store(&store).await
+    /// The store a request of `scope` is about ("": the default store);
+    /// `None`: answered here (not about a store, or an order nobody knows).
+    pub async fn store_of(&self, scope: Scope) -> Option<String> {
+        match scope {
+            Scope::Local | Scope::Body => None,
+            Scope::Store(store) => Some(store),
+            Scope::Order(id) => self.store_of_order(&id).await,
+        }
+    }
+
+    /// Whether this node serves `store` ("": the default store) now; an
+    /// unknown store too (the handlers say it is unknown).
+    pub fn serves(&self, store: &str) -> bool {
+        let store = if store.is_empty() { self.engine.stores.default_store().id.as_str() } else { store };
+        self.engine.stores.get(store).is_none() || self.engine.journal.owns(store)
     }
 
     /// Where a request about `store` goes ("": the default store); waits up
@@ -178,8 +186,10 @@ impl Forwarder {
         value["store"].as_str().map(str::to_owned)
     }
 
-    /// Sends the request to `base` (the owner `node`) and its answer back.
-    pub async fn forward(&self, node: &str, base: &str, parts: http::request::Parts, body: Bytes) -> Response {
+    /// Sends the request to `base` (the owner `node`) and its answer back;
+    /// `Err` if the owner could not be reached (nothing was sent: the caller
+    /// may try the store's next owner).
+    pub async fn forward(&self, node: &str, base: &str, parts: &http::request::Parts, body: Bytes) -> Result<Response, Unreachable> {
         let path = parts.uri.path_and_query().map_or("/", |path| path.as_str());
         let url = format!("{}{path}", base.trim_end_matches('/'));
         let mut request = self.client.request(parts.method.clone(), &url).body(body);
@@ -199,10 +209,14 @@ impl Forwarder {
         self.stats.latency_us.observe(started.elapsed().as_micros() as u64);
         let answer = match answer {
             Ok(answer) => answer,
+            Err(err) if err.is_connect() => {
+                tracing::debug!(%node, %url, error = %err, "the store's owner cannot be reached");
+                return Err(Unreachable);
+            }
             Err(err) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%node, %url, error = %err, "forwarding to the store's owner failed");
-                return ApiError::StoreUnavailable(format!("the store's owner ({node}) did not answer; try again")).into_response();
+                return Ok(ApiError::StoreUnavailable(format!("the store's owner ({node}) did not answer; try again")).into_response());
             }
         };
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -228,7 +242,7 @@ impl Forwarder {
                 Ok(bytes) => Response::new(bytes.into()),
                 Err(err) => {
                     self.stats.failed.fetch_add(1, Ordering::Relaxed);
-                    return ApiError::StoreUnavailable(format!("the store's owner ({node}) did not finish its answer: {err}")).into_response();
+                    return Ok(ApiError::StoreUnavailable(format!("the store's owner ({node}) did not finish its answer: {err}")).into_response());
                 }
             }
         };
@@ -241,7 +255,7 @@ impl Forwarder {
         if let Ok(value) = http::HeaderValue::from_str(node) {
             response.headers_mut().insert(NODE_HEADER, value);
         }
-        response
+        Ok(response)
     }
 }
 

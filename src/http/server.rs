@@ -34,7 +34,7 @@ use warp::filters::BoxedFilter;
 use warp::reply::Response;
 
 use super::error::ApiError;
-use crate::cluster::forward::{scope_of, Forwarder, Scope, Target, FORWARDED_HEADER, MAX_HOPS, NODE_HEADER};
+use crate::cluster::forward::{scope_of, Forwarder, Scope, Target, FORWARDED_HEADER, HOLD, MAX_HOPS, NODE_HEADER};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full};
 use crate::config::ServerSettings;
@@ -330,35 +330,47 @@ async fn through_owner(forwarder: &Forwarder, request: http::Request<RequestBody
     if passed.len() >= MAX_HOPS {
         return Ok(request);
     }
-    let (target, parts, body) = match scope_of(request.method(), request.uri().path()) {
-        Scope::Local => return Ok(request),
-        Scope::Body => {
-            let (parts, body) = request.into_parts();
-            let body = match http_body_util::Limited::new(body, body_limit).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(_) => return Err(ApiError::BodyTooLarge(body_limit).into_response()),
-            };
-            let store = forwarder.store_in_body(&body);
-            (forwarder.target_of_store(&store).await, parts, body)
-        }
-        scope => {
-            let target = forwarder.target(scope).await;
-            if target == Target::Here {
-                return Ok(request);
-            }
-            let (parts, body) = request.into_parts();
-            let body = match http_body_util::Limited::new(body, body_limit).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(_) => return Err(ApiError::BodyTooLarge(body_limit).into_response()),
-            };
-            (target, parts, body)
-        }
+    let scope = scope_of(request.method(), request.uri().path());
+    if scope == Scope::Local {
+        return Ok(request);
+    }
+    let (store, request) = match scope {
+        Scope::Body => (None, request),
+        scope => match forwarder.store_of(scope).await {
+            Some(store) => (Some(store), request),
+            None => return Ok(request),
+        },
     };
-    match target {
-        Target::There { node, .. } if passed.contains(&node) => Ok(http::Request::from_parts(parts, Either::Right(Full::new(body)))),
-        Target::Here => Ok(http::Request::from_parts(parts, Either::Right(Full::new(body)))),
-        Target::There { node, base } => Err(forwarder.forward(&node, &base, parts, body).await),
-        Target::Nobody(store) => Err(ApiError::StoreUnavailable(format!("store {store} has no live owner yet (failing over); try again")).into_response()),
+    if let Some(store) = &store {
+        // The common case, answered without reading the body here.
+        if forwarder.serves(store) {
+            return Ok(request);
+        }
+    }
+    let (parts, body) = request.into_parts();
+    let body = match http_body_util::Limited::new(body, body_limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return Err(ApiError::BodyTooLarge(body_limit).into_response()),
+    };
+    let store = store.unwrap_or_else(|| forwarder.store_in_body(&body));
+    let here = |parts, body| Ok(http::Request::from_parts(parts, Either::Right(Full::new(body))));
+    let held = Instant::now();
+    loop {
+        match forwarder.target_of_store(&store).await {
+            Target::Here => return here(parts, body),
+            Target::There { node, .. } if passed.contains(&node) => return here(parts, body),
+            Target::There { node, base } => match forwarder.forward(&node, &base, &parts, body.clone()).await {
+                Ok(answer) => return Err(answer),
+                // A dead owner whose lease has not run out yet: wait for the next one.
+                Err(_) if held.elapsed() < HOLD => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(_) => {
+                    return Err(ApiError::StoreUnavailable(format!("store {store}'s owner ({node}) cannot be reached (failing over); try again")).into_response())
+                }
+            },
+            Target::Nobody(store) => {
+                return Err(ApiError::StoreUnavailable(format!("store {store} has no live owner yet (failing over); try again")).into_response())
+            }
+        }
     }
 }
 

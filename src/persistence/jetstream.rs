@@ -363,12 +363,16 @@ impl Replicated {
         tracing::info!(store, node = %self.node, "this node no longer writes the store");
     }
 
-    /// Marks `store` lost (its lease ran out): nothing more is acknowledged
-    /// for it; the journal's fence stops a write already on its way.
+    /// Marks `store` lost (its lease ran out or another node wrote it):
+    /// nothing more is acknowledged for it, and the journal's fence stops a
+    /// write already on its way. It stays listed as fenced (`/readyz` says
+    /// so): this process's state of it may be stale, and only a restart
+    /// lets this node serve it again.
     pub fn lose(&self, store: &str) {
-        if let Some(journal) = self.write_stores().remove(store) {
-            journal.state.fenced.store(true, Ordering::Release);
-            tracing::error!(store, node = %self.node, "this node lost the store (its lease ran out): it acknowledges nothing more of it");
+        if let Some(journal) = self.read_stores().get(store) {
+            if !journal.state.fenced.swap(true, Ordering::AcqRel) {
+                tracing::error!(store, node = %self.node, "this node lost the store: it acknowledges nothing more of it");
+            }
         }
     }
 

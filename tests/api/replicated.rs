@@ -55,57 +55,82 @@ async fn place(client: &reqwest::Client, base: &str) -> reqwest::Response {
         .unwrap()
 }
 
+/// Waits until `base`'s `GET /cluster` names `node` the owner of `store` and
+/// `node` takes an order there; how long that took.
+async fn wait_owner(client: &reqwest::Client, base: &str, store: &str, node: &str) -> Duration {
+    let started = std::time::Instant::now();
+    wait_until(Duration::from_secs(30), || async {
+        let view: Value = client.get(format!("{base}/cluster")).send().await.ok()?.json().await.ok()?;
+        let owner = view["stores"].as_array()?.iter().find(|entry| entry["id"] == store)?["owner"].as_str()?.to_owned();
+        (owner == node).then_some(())
+    })
+    .await
+    .unwrap_or_else(|| panic!("{node} did not take {store} within 30 s"));
+    started.elapsed()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_node_on_the_same_stores_fences_the_first_which_then_acknowledges_nothing() {
+async fn an_owner_paused_past_its_lease_loses_its_store_and_acknowledges_nothing_after() {
     let nats = NatsCluster::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let client = admin_client(10);
+    let client = admin_client(15);
     let first = node(dir.path(), &nats, "a", "a-data");
     wait_ready(&client, &first.base).await;
     let mut acknowledged = place_ids(&client, &first.base, 3).await;
-
-    // Started by mistake on the same stores, with an empty data directory:
-    // it replays the journal, then its takeover record fences the first.
     let second = node(dir.path(), &nats, "b", "b-data");
     wait_ready(&client, &second.base).await;
-    for id in &acknowledged {
-        let order = client.get(format!("{}/orders/{id}", second.base)).send().await.unwrap();
-        assert_eq!(order.status(), 200, "order {id}, acknowledged by the first node, is on the second");
-    }
 
-    // The first node's next write is refused by JetStream: 503 store_unavailable, nothing placed.
-    let refused = place(&client, &first.base).await;
-    assert_eq!(refused.status(), 503);
-    assert!(refused.headers().contains_key("retry-after"));
-    let problem: Value = refused.json().await.unwrap();
-    assert_eq!(problem["code"], "store_unavailable", "{problem}");
-    let ready = client.get(format!("{}/readyz", first.base)).send().await.unwrap();
-    assert_eq!(ready.status(), 503);
-    let ready: Value = ready.json().await.unwrap();
-    assert_eq!(ready["status"], "fenced");
-    assert_eq!(ready["fenced"], serde_json::json!(["main"]));
-    // From now on it refuses before any write, and acknowledges no command either.
-    assert_eq!(place(&client, &first.base).await.status(), 503);
-    let cancel = client.post(format!("{}/orders/{}/cancel", first.base, acknowledged[0])).send().await.unwrap();
-    assert_eq!(cancel.status(), 503, "a fenced node acknowledges no change of the store");
-
-    // The second node writes.
+    // SIGSTOP the owner for three leases: the other node takes the store over
+    // (its takeover record fences the paused one) and serves it.
+    first.signal(libc::SIGSTOP);
+    let paused = std::time::Instant::now();
+    let took = wait_owner(&client, &second.base, "main", "b").await;
+    eprintln!("replicated: b took the paused owner's store after {took:?}");
     acknowledged.extend(place_ids(&client, &second.base, 1).await);
-    let fenced_writes =
-        metric(&client, &first.base, "crema_journal_fenced_writes_total").await.expect("crema_journal_fenced_writes_total on the fenced node");
-    assert!(fenced_writes >= 1.0, "the refused write is counted");
+    if let Some(rest) = (Duration::from_secs(15)).checked_sub(paused.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    // Woken up: whatever it is asked is answered by the new owner or refused, never acknowledged by itself.
+    first.signal(libc::SIGCONT);
+    let late = place(&client, &first.base).await;
+    let answered_by = late.headers().get("crema-node").map(|node| node.to_str().unwrap().to_owned());
+    match late.status().as_u16() {
+        201 => {
+            assert_eq!(answered_by.as_deref(), Some("b"), "an order placed on the woken node was acknowledged by the new owner");
+            acknowledged.push(late.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+        }
+        503 => assert_eq!(late.json::<Value>().await.unwrap()["code"], "store_unavailable"),
+        other => panic!("an order on the woken node: {other}"),
+    }
+    let ready = wait_until(Duration::from_secs(10), || async {
+        let ready = client.get(format!("{}/readyz", first.base)).send().await.ok()?;
+        let body: Value = ready.json().await.ok()?;
+        (body["status"] == "fenced").then_some(body)
+    })
+    .await
+    .expect("the woken node says it lost the store");
+    assert_eq!(ready["fenced"], serde_json::json!(["main"]));
+    // From now on its answers about the store are the owner's.
+    let via_first = place(&client, &first.base).await;
+    assert_eq!(via_first.status(), 201);
+    assert_eq!(via_first.headers()["crema-node"], "b");
+    acknowledged.push(via_first.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+    let cancel = client.post(format!("{}/orders/{}/cancel", first.base, acknowledged[0])).send().await.unwrap();
+    assert_eq!(cancel.headers()["crema-node"], "b", "a command through the woken node is the owner's");
 
-    // Both stop; a third node on an empty data directory has every acknowledged order.
+    // Both stop; a third node on an empty data directory has every acknowledged order, each pickup number once.
     assert!(second.terminate().success());
     first.kill_9();
     let third = node(dir.path(), &nats, "c", "c-data");
     wait_ready(&client, &third.base).await;
+    wait_owner(&client, &third.base, "main", "c").await;
+    let mut numbers = std::collections::BTreeSet::new();
     for id in &acknowledged {
         let order = client.get(format!("{}/orders/{id}", third.base)).send().await.unwrap();
         assert_eq!(order.status(), 200, "acknowledged order {id} is back from JetStream alone");
+        let order: Value = order.json().await.unwrap();
+        assert!(numbers.insert(order["number"].as_u64().unwrap()), "pickup number of {id} given twice");
     }
-    let cancelled = client.get(format!("{}/orders/{}", third.base, acknowledged[0])).send().await.unwrap();
-    assert_ne!(cancelled.json::<Value>().await.unwrap()["status"], "cancelled", "the refused cancel did not happen");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -220,6 +245,7 @@ async fn a_node_started_empty_loads_a_checkpoint_and_a_short_tail_and_finds_sett
 
     let second = node(dir.path(), &nats, "b", "b-data");
     wait_ready(&client, &second.base).await;
+    wait_owner(&client, &second.base, "main", "b").await;
     let replayed = metric(&client, &second.base, "crema_journal_replayed_total").await.unwrap();
     assert!(
         replayed < journal_messages / 2.0,
