@@ -46,8 +46,9 @@ chaos: deps
 history-bench: deps
 	CREMA_HISTORY=$${CREMA_HISTORY:-1000000} cargo test --release --test api long_history -- --nocapture
 
-# Three JetStream servers on loopback and crema on them (store.durability =
-# "replicated"); Ctrl-C stops them all. See README, "A replicated store".
+# Three JetStream servers, payment-sim and three crema nodes sharing the
+# chain's stores, on loopback; prints the URLs and the admin key; Ctrl-C stops
+# them all. See README, "A cluster of crema nodes".
 cluster: deps
 	cargo build --release
 	./scripts/cluster.sh

@@ -2,8 +2,9 @@
 //! reconciler, started and stopped as a unit. Tests start it on port 0 with a
 //! temporary data directory; `crema serve` starts it on the configured address.
 //!
-//! Shutdown order (see `docs/runtime.md`): not ready → stop accepting and drain
-//! requests in flight → stop the reconciler and the store prober → the store
+//! Shutdown order (see `docs/runtime.md`): not ready → in a cluster, hand
+//! every store over (requests about them go to the new owners) → stop
+//! accepting and drain requests in flight → stop the reconciler and the store prober → the store
 //! writer commits what it was given and flushes → the actor system stops.
 
 use std::net::SocketAddr;
@@ -28,6 +29,8 @@ use crate::persistence::{Journal, Store, StoreError, StoreWriter};
 
 /// How often intents and orphan refunds are reconciled while running.
 const RECONCILE_EVERY: Duration = Duration::from_secs(30);
+/// How long handing a store over waits for the placements under way.
+const HANDOVER_DRAIN: Duration = Duration::from_secs(3);
 /// How often an unwritable store is probed with a small write.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
@@ -146,10 +149,18 @@ async fn join_cluster(engine: &Arc<Engine>, addr: SocketAddr) -> Result<Option<A
             Box::new(move |store, deadline| replicated.serve_until(store, deadline))
         },
         release: {
-            let replicated = replicated.clone();
+            let (engine, replicated) = (engine.clone(), replicated.clone());
             Box::new(move |store| {
-                let replicated = replicated.clone();
-                Box::pin(async move { replicated.release(&store).await })
+                let (engine, replicated) = (engine.clone(), replicated.clone());
+                Box::pin(async move {
+                    replicated.drain(&store);
+                    // Placements under way (any store's: they are not counted per store) finish first.
+                    let started = std::time::Instant::now();
+                    while engine.placing.in_progress() > 0 && started.elapsed() < HANDOVER_DRAIN {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    replicated.release(&store).await;
+                })
             })
         },
     };
@@ -400,6 +411,15 @@ impl App {
     /// Stops in the documented order; see the module docs.
     pub async fn shutdown(mut self) {
         self.engine.ready.store(false, Ordering::Release);
+        // In a cluster, the stores go to other nodes first, while this one
+        // still answers: what it is asked meanwhile is held for, then sent
+        // to, the new owners.
+        if let Some(membership) = &self.membership {
+            if let Some(rounds) = self.feed.pop() {
+                rounds.abort();
+            }
+            membership.hand_over().await;
+        }
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());
         }
@@ -410,9 +430,6 @@ impl App {
         self.prober.abort();
         for task in &self.feed {
             task.abort();
-        }
-        if let Some(membership) = &self.membership {
-            membership.hand_over().await;
         }
         self.engine.journal.close().await;
         if let Some(system) = self.system.take() {

@@ -39,6 +39,9 @@ use super::lease::{Lease, LeaseTiming};
 use crate::config::ClusterSettings;
 use crate::domain::time::now_ms;
 
+/// How long a stopping node follows the bucket for its stores' new owners.
+const HANDOVER_WAIT: Duration = Duration::from_secs(10);
+
 /// Rounds in a row a store must be assigned elsewhere before its owner hands it over.
 const REBALANCE_ROUNDS: u32 = 3;
 
@@ -95,7 +98,9 @@ pub struct Hooks {
     pub owns: Box<dyn Fn(&str) -> bool + Send + Sync>,
     /// The store's lease was renewed: serve it until this deadline.
     pub renewed: Box<dyn Fn(&str, Instant) + Send + Sync>,
-    /// Gives the store back (drains its writes) before its lease is deleted.
+    /// Gives the store back before its lease is deleted: new requests about
+    /// it are held for the next owner, those under way finish, its journal
+    /// writes are drained.
     pub release: Box<dyn Fn(String) -> BoxFuture<'static, ()> + Send + Sync>,
 }
 
@@ -465,12 +470,29 @@ impl Membership {
 
     /// Gives every store back (drained, then its lease deleted) and leaves
     /// the cluster: the other nodes take the stores at their next round.
+    /// Then follows the bucket until each store has a new owner (or
+    /// [`HANDOVER_WAIT`] passed), so that requests this node still holds go
+    /// to them.
     pub async fn hand_over(&self) {
         self.stopping.store(true, Ordering::Release);
-        let held: Vec<String> = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).keys().cloned().collect();
-        for store in held {
-            self.hand_over_store(&store).await;
-        }
         let _ = self.kv.delete(format!("node.{}", self.node)).await;
+        let held: Vec<String> = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).keys().cloned().collect();
+        for store in &held {
+            self.hand_over_store(store).await;
+        }
+        let started = Instant::now();
+        while !held.is_empty() && started.elapsed() < HANDOVER_WAIT {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let Ok(view) = self.read().await else { continue };
+            let taken = held.iter().all(|store| view.owner(store).is_some_and(|(node, _)| node != self.node));
+            *self.view.write().unwrap_or_else(std::sync::PoisonError::into_inner) = view;
+            if taken {
+                tracing::info!(stores = held.len(), took_ms = started.elapsed().as_millis() as u64, "every store this node handed over has a new owner");
+                return;
+            }
+        }
+        if !held.is_empty() {
+            tracing::warn!("not every store this node handed over has a new owner yet; they are taken at the other nodes' next round");
+        }
     }
 }

@@ -762,7 +762,7 @@ fn lead_times(values: impl Iterator<Item = u64> + Clone) -> serde_json::Value {
 }
 
 /// `GET /metrics`: Prometheus text format.
-pub async fn metrics(engine: Arc<Engine>) -> Reply {
+pub async fn metrics(engine: Arc<Engine>, cluster: Option<Arc<crate::cluster::forward::Forwarder>>) -> Reply {
     use std::fmt::Write as _;
     let mut out = String::with_capacity(16 * 1024);
     engine.http_metrics.render(&mut out);
@@ -847,9 +847,45 @@ pub async fn metrics(engine: Arc<Engine>) -> Reply {
     if let Some(replicated) = engine.journal.replication() {
         render_journal(&mut out, replicated, engine.stores.iter().map(|store| store.id.as_str()));
     }
+    if let Some(cluster) = &cluster {
+        render_cluster(&mut out, cluster, engine.stores.iter().map(|store| store.id.as_str()));
+    }
     let mut response = Response::new(out.into());
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     Ok(response)
+}
+
+/// The cluster's families: this node's stores, the owners it sees, takeovers,
+/// handovers and forwarded requests.
+fn render_cluster<'a>(out: &mut String, cluster: &crate::cluster::forward::Forwarder, stores: impl Iterator<Item = &'a str>) {
+    use std::fmt::Write as _;
+    let membership = cluster.membership();
+    let view = membership.view();
+    let _ = writeln!(
+        out,
+        "# HELP crema_cluster_stores_owned Stores this node serves now.\n# TYPE crema_cluster_stores_owned gauge\ncrema_cluster_stores_owned {}",
+        membership.serving().len()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP crema_cluster_nodes_alive Live nodes this node saw at its last round.\n# TYPE crema_cluster_nodes_alive gauge\ncrema_cluster_nodes_alive {}",
+        view.nodes.len()
+    );
+    out.push_str("# HELP crema_cluster_store_has_owner 1 while a live node holds the store's lease, as this node saw at its last round.\n# TYPE crema_cluster_store_has_owner gauge\n");
+    for store in stores {
+        let _ = writeln!(out, "crema_cluster_store_has_owner{{store=\"{store}\"}} {}", u8::from(view.owner(store).is_some()));
+    }
+    let counters = [
+        ("crema_cluster_takeovers_total", "Stores this node took (lease, fence, load).", membership.takeovers.load(Ordering::Relaxed)),
+        ("crema_cluster_handovers_total", "Stores this node handed over (rebalance, stop).", membership.handovers.load(Ordering::Relaxed)),
+        ("crema_forwarded_requests_total", "Requests answered by another node (the store's owner) through this one.", cluster.stats.forwarded.load(Ordering::Relaxed)),
+        ("crema_forward_failures_total", "Forwarded requests the owner did not answer.", cluster.stats.failed.load(Ordering::Relaxed)),
+    ];
+    for (name, help, value) in counters {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+    }
+    out.push_str("# HELP crema_forward_duration_seconds From forwarding a request to its owner to the answer's head.\n# TYPE crema_forward_duration_seconds histogram\n");
+    cluster.stats.latency_us.render(out, "crema_forward_duration_seconds", "", 1e6);
 }
 
 /// The replicated journal's families (`store.durability = "replicated"` only).

@@ -252,9 +252,13 @@ pub fn routes(engine: Arc<Engine>, gatekeeper: Arc<Gatekeeper>, cluster: Option<
         handlers::stats(engine, caller).await
     });
     let metrics_class = if gatekeeper.public_metrics { RouteClass::Public } else { RouteClass::Admin };
-    let metrics = warp::path!("metrics").and(warp::get()).and(with_engine.clone()).then(move |engine| async move {
-        allow(metrics_class, None)?;
-        handlers::metrics(engine).await
+    let metrics_cluster = cluster.clone();
+    let metrics = warp::path!("metrics").and(warp::get()).and(with_engine.clone()).then(move |engine| {
+        let cluster = metrics_cluster.clone();
+        async move {
+            allow(metrics_class, None)?;
+            handlers::metrics(engine, cluster).await
+        }
     });
     let openapi = warp::path!("openapi.json").and(warp::get()).map(|| {
         let mut response = Response::new(super::openapi::document().into());

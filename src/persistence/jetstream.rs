@@ -154,6 +154,9 @@ struct StoreJournalState {
     checkpoint_bytes: AtomicU64,
     /// How long loading the store took at start (checkpoint, journal tail, takeover), ms.
     load_ms: AtomicU64,
+    /// Being handed over: requests about the store go to its next owner
+    /// (see `crate::cluster::forward`); changes already under way are still written.
+    draining: AtomicBool,
     /// Until when this node may acknowledge the store's changes (its lease's
     /// deadline, as ms after [`epoch`]); 0: no lease limits it.
     serve_until_ms: AtomicU64,
@@ -376,9 +379,20 @@ impl Replicated {
         }
     }
 
-    /// Whether this node writes `store` now (taken, not fenced, in its lease).
+    /// Whether this node serves `store` now (taken, not fenced, in its
+    /// lease, not being handed over).
     pub fn owns(&self, store: &str) -> bool {
-        self.read_stores().get(store).is_some_and(|journal| !journal.state.fenced.load(Ordering::Acquire) && journal.state.in_lease())
+        self.read_stores().get(store).is_some_and(|journal| {
+            !journal.state.fenced.load(Ordering::Acquire) && !journal.state.draining.load(Ordering::Acquire) && journal.state.in_lease()
+        })
+    }
+
+    /// Starts handing `store` over: new requests about it go elsewhere, the
+    /// changes under way are still written (see [`Replicated::release`]).
+    pub fn drain(&self, store: &str) {
+        if let Some(journal) = self.read_stores().get(store) {
+            journal.state.draining.store(true, Ordering::Release);
+        }
     }
 
     /// `store`'s lease lets this node acknowledge its changes until `deadline`.

@@ -144,3 +144,113 @@ async fn three_nodes_share_the_stores_answer_for_each_other_and_take_over_a_kill
         }
     }
 }
+
+/// What the rolling restart's customers saw.
+#[derive(Default)]
+struct Load {
+    acknowledged: Vec<String>,
+    /// Answers other than 201 (after retries of requests that never arrived).
+    failed: Vec<String>,
+    /// Requests sent again (same `Idempotency-Key`) to another node after a transport error.
+    resent: usize,
+}
+
+/// Customers placing orders through a random live node of `bases` until
+/// `stop`; a request that fails in transport (the node just stopped) is
+/// sent again to another node with the same `Idempotency-Key`.
+async fn customers(client: reqwest::Client, bases: std::sync::Arc<std::sync::Mutex<Vec<String>>>, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Load {
+    let mut load = Load::default();
+    let mut n = 0_usize;
+    while !stop.load(std::sync::atomic::Ordering::Acquire) {
+        n += 1;
+        let store = STORES[n % STORES.len()];
+        let key = format!("rolling-{n}");
+        let mut outcome = None;
+        for attempt in 0..5 {
+            let base = {
+                let bases = bases.lock().unwrap();
+                bases[(n + attempt) % bases.len()].clone()
+            };
+            let sent = client
+                .post(format!("{base}/orders"))
+                .header("idempotency-key", &key)
+                .json(&json!({"store": store, "customer": "kim", "items": [{"menu_id": "americano", "qty": 1}]}))
+                .send()
+                .await;
+            match sent {
+                Ok(response) => {
+                    outcome = Some(response);
+                    break;
+                }
+                Err(_) => load.resent += 1,
+            }
+        }
+        match outcome {
+            Some(response) if response.status() == 201 => {
+                load.acknowledged.push(response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned());
+            }
+            Some(response) => {
+                let status = response.status();
+                load.failed.push(format!("{store}: {status} {}", response.text().await.unwrap_or_default()));
+            }
+            None => load.failed.push(format!("{store}: no node answered")),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    load
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_every_node_under_load_fails_no_request_and_loses_no_order() {
+    let nats = NatsCluster::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let payment_port = free_port();
+    let _payment = Process::payment_sim(payment_port, &dir.path().join("ledger"), &[]);
+    let client = admin_client(20);
+    let mut nodes: BTreeMap<&str, Process> = BTreeMap::new();
+    for name in ["a", "b", "c"] {
+        nodes.insert(name, node(dir.path(), &nats, payment_port, name));
+    }
+    for process in nodes.values() {
+        wait_ready(&client, &process.base).await;
+    }
+    let first_base = nodes["a"].base.clone();
+    spread(&client, &first_base, &["a", "b", "c"]).await;
+
+    let bases = std::sync::Arc::new(std::sync::Mutex::new(nodes.values().map(|process| process.base.clone()).collect::<Vec<_>>()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn(customers(client.clone(), bases.clone(), stop.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rolling = Instant::now();
+    for name in ["a", "b", "c"] {
+        // The load balancer stops sending to the node (its /readyz turns 503), then it gets SIGTERM.
+        let process = nodes.remove(name).unwrap();
+        bases.lock().unwrap().retain(|base| *base != process.base);
+        let stopped = Instant::now();
+        assert!(process.terminate().success(), "node {name} stops cleanly");
+        eprintln!("cluster: node {name} handed its stores over and stopped in {:?}", stopped.elapsed());
+        let again = node(dir.path(), &nats, payment_port, name);
+        wait_ready(&client, &again.base).await;
+        bases.lock().unwrap().push(again.base.clone());
+        nodes.insert(name, again);
+        let any = bases.lock().unwrap()[0].clone();
+        spread(&client, &any, &["a", "b", "c"]).await;
+    }
+    let took = rolling.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let load = load.await.unwrap();
+    eprintln!(
+        "cluster: rolling restart of 3 nodes took {took:?}; {} orders acknowledged, {} failed, {} requests resent after a transport error",
+        load.acknowledged.len(),
+        load.failed.len(),
+        load.resent
+    );
+    assert!(load.failed.is_empty(), "no request fails during a rolling restart: {:?}", load.failed);
+    assert!(load.acknowledged.len() > 50, "the customers kept ordering ({} orders)", load.acknowledged.len());
+    let any = bases.lock().unwrap()[0].clone();
+    for id in &load.acknowledged {
+        let response = client.get(format!("{any}/orders/{id}")).send().await.unwrap();
+        assert_eq!(response.status(), 200, "acknowledged order {id} after the rolling restart");
+    }
+}
