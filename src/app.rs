@@ -29,8 +29,6 @@ use crate::persistence::{Journal, Store, StoreError, StoreWriter};
 
 /// How often intents and orphan refunds are reconciled while running.
 const RECONCILE_EVERY: Duration = Duration::from_secs(30);
-/// How long handing a store over waits for the placements under way.
-const HANDOVER_DRAIN: Duration = Duration::from_secs(3);
 /// How often an unwritable store is probed with a small write.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 
@@ -131,6 +129,7 @@ async fn join_cluster(engine: &Arc<Engine>, addr: SocketAddr) -> Result<Option<A
                 Box::pin(async move {
                     replicated.take(&store, Some(deadline)).await.map_err(|err| err.to_string())?;
                     let report = recovery::load_store(&engine, &store).await.map_err(|err| err.to_string())?;
+                    replicated.serve(&store);
                     tracing::info!(%store, orders = report.orders, revived = report.revived, requeued = report.requeued, took_ms = report.took_ms as u64, "store loaded; serving it");
                     Ok(())
                 })
@@ -148,19 +147,15 @@ async fn join_cluster(engine: &Arc<Engine>, addr: SocketAddr) -> Result<Option<A
             let replicated = replicated.clone();
             Box::new(move |store, deadline| replicated.serve_until(store, deadline))
         },
+        drain: {
+            let replicated = replicated.clone();
+            Box::new(move |store| replicated.drain(store))
+        },
         release: {
-            let (engine, replicated) = (engine.clone(), replicated.clone());
+            let replicated = replicated.clone();
             Box::new(move |store| {
-                let (engine, replicated) = (engine.clone(), replicated.clone());
-                Box::pin(async move {
-                    replicated.drain(&store);
-                    // Placements under way (any store's: they are not counted per store) finish first.
-                    let started = std::time::Instant::now();
-                    while engine.placing.in_progress() > 0 && started.elapsed() < HANDOVER_DRAIN {
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    }
-                    replicated.release(&store).await;
-                })
+                let replicated = replicated.clone();
+                Box::pin(async move { replicated.release(&store).await })
             })
         },
     };

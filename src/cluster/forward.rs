@@ -10,10 +10,10 @@
 //! cluster) are answered by the node asked.
 //!
 //! No loops: a forwarded request carries [`FORWARDED_HEADER`], the nodes it
-//! passed through; it is never sent to one of them again, nor through more
-//! than [`MAX_HOPS`] nodes (the last answers it, 503 `store_unavailable` if
-//! the store is not its own). A second hop happens when the first owner
-//! asked had just handed the store over. A store with no live
+//! passed through, and passes through [`MAX_HOPS`] nodes at most (the last
+//! answers it, 503 `store_unavailable` if the store is not its own). A
+//! second hop happens when the owner asked had just handed the store over,
+//! possibly back to the node that asked (which answers it then). A store with no live
 //! owner (failing over) is waited for up to [`HOLD`], then answered 503
 //! `store_unavailable` with `Retry-After`.
 
@@ -25,7 +25,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use warp::reply::{Reply, Response};
 
-use super::membership::Membership;
+use super::membership::{InFlight, Membership};
 use super::order_id;
 use crate::actors::engine::Engine;
 use crate::http::error::ApiError;
@@ -140,11 +140,22 @@ impl Forwarder {
         }
     }
 
-    /// Whether this node serves `store` ("": the default store) now; an
-    /// unknown store too (the handlers say it is unknown).
-    pub fn serves(&self, store: &str) -> bool {
-        let store = if store.is_empty() { self.engine.stores.default_store().id.as_str() } else { store };
-        self.engine.stores.get(store).is_none() || self.engine.journal.owns(store)
+    /// `store`, or the default store's id for "".
+    pub fn resolve(&self, store: &str) -> String {
+        if store.is_empty() { self.engine.stores.default_store().id.clone() } else { store.to_owned() }
+    }
+
+    /// If this node serves `store` now (or it is no store of the chain: the
+    /// handlers say so), `Some`, with the request counted as in flight at
+    /// the store until the guard drops. Counted *before* the check, so that
+    /// a handover (which stops serving, then waits for the count) never
+    /// misses a request that saw the store served.
+    pub fn enter_if_served(&self, store: &str) -> Option<Option<InFlight>> {
+        if self.engine.stores.get(store).is_none() {
+            return Some(None);
+        }
+        let in_flight = self.membership.enter(store);
+        self.engine.journal.owns(store).then_some(in_flight)
     }
 
     /// Where a request about `store` goes ("": the default store); waits up

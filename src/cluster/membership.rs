@@ -39,6 +39,23 @@ use super::lease::{Lease, LeaseTiming};
 use crate::config::ClusterSettings;
 use crate::domain::time::now_ms;
 
+/// A request about a store being answered here; see [`Membership::enter`].
+pub struct InFlight {
+    membership: Arc<Membership>,
+    store: String,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Some(count) = self.membership.in_flight.get(&self.store) {
+            count.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// How long a handover waits for the requests about the store in flight here.
+const HANDOVER_DRAIN: Duration = Duration::from_secs(5);
+
 /// How long a stopping node follows the bucket for its stores' new owners.
 const HANDOVER_WAIT: Duration = Duration::from_secs(10);
 
@@ -98,9 +115,12 @@ pub struct Hooks {
     pub owns: Box<dyn Fn(&str) -> bool + Send + Sync>,
     /// The store's lease was renewed: serve it until this deadline.
     pub renewed: Box<dyn Fn(&str, Instant) + Send + Sync>,
-    /// Gives the store back before its lease is deleted: new requests about
-    /// it are held for the next owner, those under way finish, its journal
-    /// writes are drained.
+    /// Stops serving the store (requests about it are held for its next
+    /// owner); changes under way are still written.
+    pub drain: Box<dyn Fn(&str) + Send + Sync>,
+    /// Gives the store back before its lease is deleted, once no request
+    /// about it is in flight here: the changes under way finish, its
+    /// journal writes are drained.
     pub release: Box<dyn Fn(String) -> BoxFuture<'static, ()> + Send + Sync>,
 }
 
@@ -131,6 +151,8 @@ pub struct Membership {
     /// Stores taken (leases acquired) and handed over by this run.
     pub takeovers: std::sync::atomic::AtomicU64,
     pub handovers: std::sync::atomic::AtomicU64,
+    /// Requests about each store being answered here (see [`Membership::enter`]).
+    in_flight: BTreeMap<String, std::sync::atomic::AtomicUsize>,
     /// Handing over: take nothing more.
     stopping: AtomicBool,
     /// The first round ended: every store this node could take is taken.
@@ -177,6 +199,7 @@ impl Membership {
                 Err(err) => return Err(MembershipError(err)),
             }
         };
+        let in_flight = stores.iter().map(|store| (store.clone(), std::sync::atomic::AtomicUsize::new(0))).collect();
         Ok(Arc::new(Membership {
             node: cluster.node.clone(),
             advertise: cluster.advertise.clone(),
@@ -189,6 +212,7 @@ impl Membership {
             lost: Mutex::new(BTreeSet::new()),
             unowned_since: Mutex::new(BTreeMap::new()),
             elsewhere: Mutex::new(BTreeMap::new()),
+            in_flight,
             takeovers: std::sync::atomic::AtomicU64::new(0),
             handovers: std::sync::atomic::AtomicU64::new(0),
             stopping: AtomicBool::new(false),
@@ -199,6 +223,13 @@ impl Membership {
 
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    /// Counts a request about `store` as in flight here until the guard drops.
+    pub fn enter(self: &Arc<Self>, store: &str) -> Option<InFlight> {
+        let count = self.in_flight.get(store)?;
+        count.fetch_add(1, Ordering::SeqCst);
+        Some(InFlight { membership: self.clone(), store: store.to_owned() })
     }
 
     /// What the bucket said at the last round.
@@ -337,6 +368,12 @@ impl Membership {
     }
 
     async fn hand_over_store(&self, store: &str) {
+        (self.hooks.drain)(store);
+        // Requests that saw the store served were counted before it stopped: they finish here.
+        let started = Instant::now();
+        while self.in_flight.get(store).is_some_and(|count| count.load(Ordering::SeqCst) > 0) && started.elapsed() < HANDOVER_DRAIN {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         (self.hooks.release)(store.to_owned()).await;
         self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(store);
         if let Err(err) = self.kv.delete(format!("store.{store}")).await {

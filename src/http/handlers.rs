@@ -79,8 +79,11 @@ fn ask_timeout(engine: &Engine) -> Duration {
 }
 
 /// Commands wait for recovery: until then the state they act on is not back.
+/// In a cluster, a store's requests reach its handlers only once the store is
+/// loaded (see `crate::cluster::forward`), even while the node's first round
+/// still loads others.
 fn ensure_ready(engine: &Engine) -> Result<(), ApiError> {
-    if engine.is_ready() {
+    if engine.is_ready() || engine.journal.replication().is_some() {
         Ok(())
     } else {
         Err(ApiError::overloaded("crema is recovering its orders"))

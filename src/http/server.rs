@@ -35,6 +35,7 @@ use warp::reply::Response;
 
 use super::error::ApiError;
 use crate::cluster::forward::{scope_of, Forwarder, Scope, Target, FORWARDED_HEADER, HOLD, MAX_HOPS, NODE_HEADER};
+use crate::cluster::membership::InFlight;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Either, Full};
 use crate::config::ServerSettings;
@@ -218,8 +219,13 @@ pub async fn serve(
             let key_name = access.is_some().then(|| caller.name().to_owned());
             let answer = REQUEST_ID.scope(request_id.clone(), async move {
                 let request = request.map(Either::Left);
+                // Counts the request as in flight at its store until answered (a handover waits for it).
+                let mut in_flight = None;
                 let admitted = match &forwarder {
-                    Some(forwarder) => through_owner(forwarder, request, body_limit).await,
+                    Some(forwarder) => through_owner(forwarder, request, body_limit).await.map(|(request, counted)| {
+                        in_flight = counted;
+                        request
+                    }),
                     None => Ok(request),
                 }
                 .and_then(|request| gate.as_ref().map_or(Ok(()), |gate| (gate.0)(route)).map(|()| request));
@@ -235,6 +241,7 @@ pub async fn serve(
                         Err(never) => match never {},
                     },
                 };
+                drop(in_flight);
                 if response.status() == http::StatusCode::METHOD_NOT_ALLOWED {
                     if let Some(allowed) = allow.zip(uri).and_then(|(allow, uri)| allow(uri.path())) {
                         response.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static(allowed));
@@ -320,7 +327,11 @@ type RequestBody = Either<Incoming, Full<Bytes>>;
 
 /// `request`, to be answered here; or the answer of its store's owner (or
 /// 503 when the store has none). See `crate::cluster::forward`.
-async fn through_owner(forwarder: &Forwarder, request: http::Request<RequestBody>, body_limit: usize) -> Result<http::Request<RequestBody>, Response> {
+async fn through_owner(
+    forwarder: &Forwarder,
+    request: http::Request<RequestBody>,
+    body_limit: usize,
+) -> Result<(http::Request<RequestBody>, Option<InFlight>), Response> {
     let passed: Vec<String> = request
         .headers()
         .get(FORWARDED_HEADER)
@@ -328,23 +339,23 @@ async fn through_owner(forwarder: &Forwarder, request: http::Request<RequestBody
         .map(|path| path.split(',').map(|node| node.trim().to_owned()).collect())
         .unwrap_or_default();
     if passed.len() >= MAX_HOPS {
-        return Ok(request);
+        return Ok((request, None));
     }
     let scope = scope_of(request.method(), request.uri().path());
     if scope == Scope::Local {
-        return Ok(request);
+        return Ok((request, None));
     }
     let (store, request) = match scope {
         Scope::Body => (None, request),
         scope => match forwarder.store_of(scope).await {
-            Some(store) => (Some(store), request),
-            None => return Ok(request),
+            Some(store) => (Some(forwarder.resolve(&store)), request),
+            None => return Ok((request, None)),
         },
     };
     if let Some(store) = &store {
         // The common case, answered without reading the body here.
-        if forwarder.serves(store) {
-            return Ok(request);
+        if let Some(in_flight) = forwarder.enter_if_served(store) {
+            return Ok((request, in_flight));
         }
     }
     let (parts, body) = request.into_parts();
@@ -352,13 +363,16 @@ async fn through_owner(forwarder: &Forwarder, request: http::Request<RequestBody
         Ok(collected) => collected.to_bytes(),
         Err(_) => return Err(ApiError::BodyTooLarge(body_limit).into_response()),
     };
-    let store = store.unwrap_or_else(|| forwarder.store_in_body(&body));
-    let here = |parts, body| Ok(http::Request::from_parts(parts, Either::Right(Full::new(body))));
+    let store = store.unwrap_or_else(|| forwarder.resolve(&forwarder.store_in_body(&body)));
+    let here = |parts, body, in_flight| Ok((http::Request::from_parts(parts, Either::Right(Full::new(body))), in_flight));
     let held = Instant::now();
     loop {
+        if let Some(in_flight) = forwarder.enter_if_served(&store) {
+            return here(parts, body, in_flight);
+        }
         match forwarder.target_of_store(&store).await {
-            Target::Here => return here(parts, body),
-            Target::There { node, .. } if passed.contains(&node) => return here(parts, body),
+            // Served here now: counted as in flight at the top of the loop.
+            Target::Here => continue,
             Target::There { node, base } => match forwarder.forward(&node, &base, &parts, body.clone()).await {
                 Ok(answer) => return Err(answer),
                 // A dead owner whose lease has not run out yet: wait for the next one.

@@ -157,6 +157,9 @@ struct StoreJournalState {
     /// Being handed over: requests about the store go to its next owner
     /// (see `crate::cluster::forward`); changes already under way are still written.
     draining: AtomicBool,
+    /// Taken, its orders not yet back in the engine: requests about it wait
+    /// (see [`Replicated::serve`]).
+    loading: AtomicBool,
     /// Until when this node may acknowledge the store's changes (its lease's
     /// deadline, as ms after [`epoch`]); 0: no lease limits it.
     serve_until_ms: AtomicU64,
@@ -332,6 +335,8 @@ impl Replicated {
         state.load_ms.store(loading.elapsed().as_millis() as u64, Ordering::Release);
         if let Some(deadline) = deadline {
             state.serve_until_ms.store(since_epoch_ms(deadline), Ordering::Release);
+            // Taken for the cluster: served once its orders are back (`serve`).
+            state.loading.store(true, Ordering::Release);
         }
         let (tx, rx) = mpsc::channel(self.mailbox);
         let committer = Committer {
@@ -383,8 +388,18 @@ impl Replicated {
     /// lease, not being handed over).
     pub fn owns(&self, store: &str) -> bool {
         self.read_stores().get(store).is_some_and(|journal| {
-            !journal.state.fenced.load(Ordering::Acquire) && !journal.state.draining.load(Ordering::Acquire) && journal.state.in_lease()
+            !journal.state.fenced.load(Ordering::Acquire)
+                && !journal.state.draining.load(Ordering::Acquire)
+                && !journal.state.loading.load(Ordering::Acquire)
+                && journal.state.in_lease()
         })
+    }
+
+    /// `store`'s orders are back in the engine: requests about it are served here.
+    pub fn serve(&self, store: &str) {
+        if let Some(journal) = self.read_stores().get(store) {
+            journal.state.loading.store(false, Ordering::Release);
+        }
     }
 
     /// Starts handing `store` over: new requests about it go elsewhere, the
