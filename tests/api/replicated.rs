@@ -92,6 +92,8 @@ async fn an_owner_paused_past_its_lease_loses_its_store_and_acknowledges_nothing
     }
     // Woken up: whatever it is asked is answered by the new owner or refused, never acknowledged by itself.
     first.signal(libc::SIGCONT);
+    // A fresh client: the woken server closes the connections that idled through the pause.
+    let client = admin_client(15);
     let late = place(&client, &first.base).await;
     let answered_by = late.headers().get("crema-node").map(|node| node.to_str().unwrap().to_owned());
     match late.status().as_u16() {
