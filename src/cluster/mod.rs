@@ -1,13 +1,18 @@
 //! Several crema nodes sharing a chain's stores (issue 19, contract v3).
 //!
-//! Built so far: the two decisions every node must make alike, as pure code
-//! over the inputs and the time it is handed — which live node owns which
-//! store ([`assignment`]), and when an owner must renew its lease and when it
-//! must stop serving on its own ([`lease`]). Not built yet (and not used by
-//! the binary): the leases in a JetStream KV bucket, forwarding, handover,
-//! `GET /cluster`. A lease only says who *should* write a store; the journal's
-//! conditional publish is what stops an older owner (see
-//! `persistence::jetstream`).
+//! - [`assignment`]: which live node owns which store — every node computes
+//!   the same answer from the same lists, as pure code.
+//! - [`lease`]: when an owner renews its lease and when it stops serving on
+//!   its own, from the monotonic time it is handed.
+//! - [`membership`]: the live nodes and the stores' leases in the KV bucket
+//!   `crema_cluster`; each round renews, reads, assigns, hands over what
+//!   belongs elsewhere and takes this node's share.
+//! - [`forward`]: any node answers any request: one about another node's
+//!   store goes to its owner over HTTP.
+//! - [`order_id`]: order ids that name their store.
+//!
+//! A lease only says who *should* write a store; the journal's conditional
+//! publish is what stops an older owner (see `persistence::jetstream`).
 
 pub mod assignment;
 pub mod lease;

@@ -42,7 +42,10 @@
 //! Settled orders are not in a checkpoint: `GET /orders/{id}` finds them in
 //! the event feed (kept `cluster.retention_days`).
 //!
-//! Left for later (issue 19): leases and handover between nodes.
+//! **Which stores.** A node writes the stores it took ([`Replicated::take`]:
+//! catch up, takeover record, committer) and gives them up when their lease
+//! ends ([`Replicated::lose`]) or it hands them over ([`Replicated::drain`],
+//! then [`Replicated::release`]); `crate::cluster::membership` decides when.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
