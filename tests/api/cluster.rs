@@ -116,6 +116,14 @@ async fn three_nodes_share_the_stores_answer_for_each_other_and_take_over_a_kill
         assert_eq!(seen.len(), 1, "the nodes disagree about order {id}: {seen:?}");
     }
 
+    // The cluster's families (the alert CremaStoreWithoutOwner queries one of them).
+    let metrics = client.get(format!("{}/metrics", bases[0])).send().await.unwrap().text().await.unwrap();
+    for family in ["crema_cluster_store_has_owner{store=\"s1\"} 1", "crema_journal_connected 1", "crema_journal_quorum 1", "crema_cluster_nodes_alive 3"] {
+        assert!(metrics.contains(family), "/metrics of a cluster node has {family}");
+    }
+    let forwarded: f64 = metrics.lines().find_map(|line| line.strip_prefix("crema_forwarded_requests_total ")).unwrap().parse().unwrap();
+    assert!(forwarded > 0.0, "requests were forwarded through node a");
+
     // SIGKILL the owner of s1: its stores are served by the others again within 10 s.
     let victim = owner_of["s1"].clone();
     let moved: Vec<&str> = STORES.iter().copied().filter(|store| owner_of[*store] == victim).collect();
