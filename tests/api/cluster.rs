@@ -35,6 +35,20 @@ fn node(dir: &Path, nats: &NatsCluster, payment_port: u16, name: &str) -> Proces
     Process::start(&["serve", "--bind", "127.0.0.1:0", "--data", data.to_str().unwrap(), "--config", config.to_str().unwrap()], &envs)
 }
 
+/// payment-sim and nodes a, b, c, each ready; payment-sim's port.
+async fn three_nodes<'a>(dir: &Path, nats: &NatsCluster, client: &reqwest::Client) -> (Process, u16, BTreeMap<&'a str, Process>) {
+    let payment_port = free_port();
+    let payment = Process::payment_sim(payment_port, &dir.join("ledger"), &[]);
+    let mut nodes = BTreeMap::new();
+    for name in ["a", "b", "c"] {
+        nodes.insert(name, node(dir, nats, payment_port, name));
+    }
+    for process in nodes.values() {
+        wait_ready(client, &process.base).await;
+    }
+    (payment, payment_port, nodes)
+}
+
 /// Each store's owner, as `base`'s `GET /cluster` says.
 async fn owners(client: &reqwest::Client, base: &str) -> BTreeMap<String, Option<String>> {
     let view: Value = client.get(format!("{base}/cluster")).send().await.unwrap().json().await.unwrap();
@@ -77,16 +91,8 @@ async fn place(client: &reqwest::Client, base: &str, store: &str) -> reqwest::Re
 async fn three_nodes_share_the_stores_answer_for_each_other_and_take_over_a_killed_nodes_stores() {
     let nats = NatsCluster::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let payment_port = free_port();
-    let _payment = Process::payment_sim(payment_port, &dir.path().join("ledger"), &[]);
     let client = admin_client(15);
-    let mut nodes: BTreeMap<&str, Process> = BTreeMap::new();
-    for name in ["a", "b", "c"] {
-        nodes.insert(name, node(dir.path(), &nats, payment_port, name));
-    }
-    for process in nodes.values() {
-        wait_ready(&client, &process.base).await;
-    }
+    let (_payment, _, mut nodes) = three_nodes(dir.path(), &nats, &client).await;
     let bases: Vec<String> = nodes.values().map(|process| process.base.clone()).collect();
     let owner_of = spread(&client, &bases[0], &["a", "b", "c"]).await;
     eprintln!("cluster: owners {owner_of:?}");
@@ -212,16 +218,8 @@ async fn customers(client: reqwest::Client, bases: std::sync::Arc<std::sync::Mut
 async fn a_rolling_restart_of_every_node_under_load_fails_no_request_and_loses_no_order() {
     let nats = NatsCluster::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let payment_port = free_port();
-    let _payment = Process::payment_sim(payment_port, &dir.path().join("ledger"), &[]);
     let client = admin_client(20);
-    let mut nodes: BTreeMap<&str, Process> = BTreeMap::new();
-    for name in ["a", "b", "c"] {
-        nodes.insert(name, node(dir.path(), &nats, payment_port, name));
-    }
-    for process in nodes.values() {
-        wait_ready(&client, &process.base).await;
-    }
+    let (_payment, payment_port, mut nodes) = three_nodes(dir.path(), &nats, &client).await;
     let first_base = nodes["a"].base.clone();
     spread(&client, &first_base, &["a", "b", "c"]).await;
 
