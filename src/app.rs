@@ -147,6 +147,13 @@ async fn join_cluster(engine: &Arc<Engine>, addr: SocketAddr) -> Result<Option<A
             let replicated = replicated.clone();
             Box::new(move |store, deadline| replicated.serve_until(store, deadline))
         },
+        resume: {
+            let replicated = replicated.clone();
+            Box::new(move |store, deadline| {
+                let replicated = replicated.clone();
+                Box::pin(async move { replicated.resume(&store, deadline).await })
+            })
+        },
         drain: {
             let replicated = replicated.clone();
             Box::new(move |store| replicated.drain(store))

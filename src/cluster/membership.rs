@@ -115,6 +115,9 @@ pub struct Hooks {
     pub owns: Box<dyn Fn(&str) -> bool + Send + Sync>,
     /// The store's lease was renewed: serve it until this deadline.
     pub renewed: Box<dyn Fn(&str, Instant) + Send + Sync>,
+    /// Serves a store this process lost again if nobody wrote it since
+    /// (its state here is then current); `false` if somebody did.
+    pub resume: Box<dyn Fn(String, Instant) -> BoxFuture<'static, bool> + Send + Sync>,
     /// Stops serving the store (requests about it are held for its next
     /// owner); changes under way are still written.
     pub drain: Box<dyn Fn(&str) + Send + Sync>,
@@ -424,7 +427,7 @@ impl Membership {
             let lost = self.lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let mut unowned = self.unowned_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             for store in &self.stores {
-                if held.contains_key(store) || lost.contains(store) {
+                if held.contains_key(store) {
                     continue;
                 }
                 let lease = view.leases.get(store);
@@ -436,6 +439,14 @@ impl Membership {
                     None => now.duration_since(*unowned.entry(store.clone()).or_insert(now)) >= self.timing.lease * 2,
                 };
                 let mine = view.assignment.get(store) == Some(&self.node);
+                // A store this process lost is only tried again when nobody
+                // else took it (JetStream was away): see `Hooks::resume`.
+                if lost.contains(store) {
+                    if lease.is_none() && orphaned {
+                        wanted.push((store.clone(), None));
+                    }
+                    continue;
+                }
                 match lease {
                     // A previous run of this node held it: nobody else can have it since.
                     Some((record, revision)) if record.node == self.node => wanted.push((store.clone(), Some(*revision))),
@@ -471,6 +482,19 @@ impl Membership {
                 store.clone(),
                 Held { lease, revision, since_ms, loaded: false },
             );
+            let was_lost = self.lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&store);
+            if was_lost {
+                if (self.hooks.resume)(store.clone(), deadline).await {
+                    self.lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&store);
+                    if let Some(held) = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get_mut(&store) {
+                        held.loaded = true;
+                    }
+                } else {
+                    self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&store);
+                    let _ = self.kv.delete(&key).await;
+                }
+                continue;
+            }
             tracing::info!(%store, node = %self.node, "took the store's lease; loading it");
             // Loading may outlast a renewal: the renewals go on meanwhile.
             match self.load(&store, deadline).await {

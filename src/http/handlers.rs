@@ -965,10 +965,10 @@ pub async fn readyz(engine: Arc<Engine>) -> Reply {
         let fenced = replicated.fenced_stores();
         let status = if !replicated.is_connected() {
             "journal_unreachable"
-        } else if !fenced.is_empty() {
-            "fenced"
         } else if !replicated.has_quorum() {
             "journal_no_quorum"
+        } else if !fenced.is_empty() {
+            "fenced"
         } else {
             "journal_stalled"
         };

@@ -398,6 +398,28 @@ impl Replicated {
         })
     }
 
+    /// Serves a store this node lost (its lease ran out, JetStream did not
+    /// answer) again, if nobody wrote its journal since this node's last
+    /// write: then this node's state of it is current. `false`: another
+    /// node wrote it (a takeover at least), so this node's state is stale.
+    pub async fn resume(&self, store: &str, deadline: Instant) -> bool {
+        let Some(journal) = self.journal_of(store) else { return false };
+        if !journal.state.fenced.load(Ordering::Acquire) || journal.state.draining.load(Ordering::Acquire) {
+            return false;
+        }
+        let last = match last_on_subject(&self.journal, &journal_subject(store)).await {
+            Ok(last) => last.map_or(0, |message| message.sequence),
+            Err(_) => return false,
+        };
+        if last != journal.state.last_seq.load(Ordering::Acquire) {
+            return false;
+        }
+        journal.state.serve_until_ms.store(since_epoch_ms(deadline), Ordering::Release);
+        journal.state.fenced.store(false, Ordering::Release);
+        tracing::warn!(store, node = %self.node, seq = last, "nobody wrote the store while this node had lost it: serving it again");
+        true
+    }
+
     /// `store`'s orders are back in the engine: requests about it are served here.
     pub fn serve(&self, store: &str) {
         if let Some(journal) = self.read_stores().get(store) {
